@@ -1,0 +1,445 @@
+/*
+ * libsockserver - an embeddable server framework for C, a port of Python's
+ * socketserver.
+ *
+ * Copyright (c) 2026 the libsockserver authors. MIT licensed; see LICENSE.
+ *
+ * This header is the reference manual. Read the conventions first:
+ *
+ * - Functions returning int return 0 (or a count) on success and a negative
+ *   errno value on failure, as libuv does. They never return -1 with errno.
+ *   ss_strerror() turns such a value into text.
+ * - Constructors return NULL on failure, set errno (positive) and leave a
+ *   message for ss_last_error() naming the operation and the input, e.g.
+ *   "bind 127.0.0.1:8080: Address already in use".
+ * - No function raises SIGPIPE, and every system call interrupted by a signal
+ *   (EINTR) is retried internally, deadlines included.
+ * - "From any thread" means the call may come from any thread, concurrently
+ *   with the serving thread. Everything else must be called from one thread
+ *   at a time: the thread that owns the server (or, for functions taking an
+ *   ss_request, the thread running that request's handler).
+ * - Every descriptor the library creates is close-on-exec.
+ *
+ * The request pipeline is Python's:
+ *
+ *   get_request -> verify_request -> process_request -> finish_request
+ *   (setup, handle, finish) -> shutdown_request -> close_request
+ *
+ * and shutdown_request runs exactly once for every request get_request
+ * produced, on every path: refused by verify_request, failed setup, failed
+ * handle, failed process_request.
+ */
+#ifndef SOCKSERVER_H
+#define SOCKSERVER_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one export macro: the shared library is built with hidden visibility,
+ * so exactly the declarations marked SS_EXTERN are its ABI. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SS_EXTERN __attribute__((visibility("default")))
+#else
+#define SS_EXTERN
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SS__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define SS__PRINTF(f, a)
+#endif
+
+#define SS_VERSION_MAJOR 0
+#define SS_VERSION_MINOR 1
+#define SS_VERSION_PATCH 0
+
+/* ---- errors and version ---------------------------------------------- */
+
+/* What a handler returns to stop like Python's SystemExit: the error is not
+ * passed to handle_error, shutdown_request still runs, and the status
+ * propagates: ss_handle_request and ss_serve_forever return SS_ABORT (the
+ * synchronous server stops serving), a handler thread simply ends, a forked
+ * child exits with status 1. */
+#define SS_ABORT (-ECANCELED)
+
+/* Text for a negative errno value (a positive one is accepted too). The
+ * pointer stays valid until the next call in the same thread. Any thread. */
+SS_EXTERN const char *ss_strerror(int err);
+
+/* The message left by the last failing constructor or parser called in this
+ * thread, "" when none. Thread-local; valid until the next library call in
+ * the same thread. Any thread. */
+SS_EXTERN const char *ss_last_error(void);
+
+/* "MAJOR.MINOR.PATCH", a static string. Any thread. */
+SS_EXTERN const char *ss_version(void);
+
+/* ---- addresses ------------------------------------------------------- */
+
+typedef struct ss_address {
+    struct sockaddr_storage storage;
+    socklen_t len;
+} ss_address;
+
+#define SS_ADDRESS_STRLEN 128   /* enough for any formatted address */
+
+/* Parse an address written as
+ *   "127.0.0.1:8080", "[::1]:8080"     numeric IPv4 or bracketed IPv6
+ *   "localhost:8080"                   a host name, resolved now; an IPv4
+ *                                      result is preferred, as Python's
+ *                                      AF_INET servers do
+ *   ":8080", "*:8080"                  all interfaces: "[::]:8080", which
+ *                                      the servers bind dual-stack (IPv4
+ *                                      clients too) and fall back to
+ *                                      0.0.0.0 where IPv6 is unavailable
+ *   "/tmp/x.sock", "./x.sock"          a Unix socket path
+ *   "unix:NAME"                        a Unix socket path NAME (any form)
+ *   "@NAME", "unix:@NAME"              a Linux abstract socket name
+ * Port 0 asks the kernel for a free port when the address is bound.
+ * Returns 0, or -EINVAL (NULL or empty text, bad syntax, port not a number
+ * or out of range 0-65535), -ENAMETOOLONG (path longer than sun_path),
+ * -ENXIO (host name not found), -EAGAIN (resolver temporarily failing).
+ * On failure ss_last_error() says what was wrong. Any thread. */
+SS_EXTERN int ss_address_parse(ss_address *out, const char *text);
+
+/* Write `a` as "127.0.0.1:8080", "[::1]:8080", "/path" or "@name" into buf
+ * (SS_ADDRESS_STRLEN bytes are always enough; a shorter buffer truncates)
+ * and return buf. An unnamed Unix peer (a client that did not bind) is
+ * written "(unnamed)". Any thread. */
+SS_EXTERN const char *ss_address_format(const ss_address *a, char *buf,
+                                        size_t size);
+
+/* The port of an IPv4/IPv6 address, or -1 for a Unix address. */
+SS_EXTERN int ss_address_port(const ss_address *a);
+
+/* ---- handlers (BaseRequestHandler / StreamRequestHandler) ------------ */
+
+typedef struct ss_server ss_server;
+typedef struct ss_request ss_request;
+
+/* A handler callback. `request` and `client_address` live from setup to
+ * finish (the request is freed after shutdown_request); `server` outlives
+ * every request it produced. Return 0, or non-zero for an error: a negative
+ * errno value is best, as the default handle_error prints its text. */
+typedef int (*ss_handle_fn)(ss_request *request,
+                            const ss_address *client_address,
+                            ss_server *server);
+
+typedef struct ss_handler {
+    ss_handle_fn handle;        /* required; a non-zero return is passed as
+                                   `err` to the handle_error hook (SS_ABORT
+                                   excepted, see above) */
+    ss_handle_fn setup;         /* optional; non-zero return skips handle and
+                                   finish and goes to handle_error */
+    void (*finish)(ss_request *request, const ss_address *client_address,
+                   ss_server *server);   /* optional; runs whenever setup
+                                            succeeded, even when handle failed */
+    size_t state_size;          /* bytes of zeroed per-request state, see
+                                   ss_request_state() */
+    double timeout;             /* seconds for each blocking I/O on the
+                                   request; 0 = none
+                                   (StreamRequestHandler.timeout). On expiry
+                                   the I/O call returns -ETIMEDOUT. */
+    bool   disable_nagle_algorithm; /* set TCP_NODELAY on TCP connections */
+    size_t rbufsize;            /* read buffer of ss_readline/ss_read;
+                                   0 = 8192 */
+    size_t wbufsize;            /* 0 = unbuffered: every ss_write is sent at
+                                   once; otherwise ss_write collects up to
+                                   wbufsize bytes, sent when full, by
+                                   ss_flush, and after finish */
+} ss_handler;
+
+/* ---- servers ---------------------------------------------------------- */
+
+typedef struct ss_server_options {   /* zero-initialised = defaults */
+    int    request_queue_size;  /* listen backlog; 0 = SOMAXCONN (as Python
+                                   3.15) */
+    int    reuse_address;       /* SO_REUSEADDR: 0 = on for TCP (a restarted
+                                   server can rebind at once), off otherwise;
+                                   >0 on; <0 off */
+    bool   reuse_port;          /* SO_REUSEPORT; TCP/UDP only (ignored for
+                                   Unix sockets), as Python 3.14 */
+    bool   defer_bind;          /* bind_and_activate=False: call
+                                   ss_server_bind + ss_server_activate
+                                   yourself (after ss_server_override, say) */
+    double timeout;             /* ss_handle_request timeout, seconds;
+                                   0 = none (forking servers: 300, as
+                                   Python's ForkingMixIn) */
+    size_t max_packet_size;     /* datagram servers; 0 = 8192. A longer
+                                   datagram is reported to handle_error as
+                                   -EMSGSIZE, not handled. */
+    int    max_children;        /* forking; 0 = 40; a hard limit */
+    bool   no_block_on_close;   /* threading/forking/pool: close does not
+                                   wait for running handlers */
+    double close_timeout;       /* how long close waits for running handlers
+                                   before it shuts their connections down so
+                                   blocked I/O returns (threading, pool, sync
+                                   drain) or sends SIGTERM, then SIGKILL
+                                   (forking, prefork); 0 = wait as long as
+                                   they run (Python) */
+    void  *data;                /* returned by ss_server_data() */
+    /* Additions beyond API.md (keep zero for the defaults): */
+    size_t thread_stack_size;   /* threading and pool handler threads;
+                                   0 = 256 KiB (at least PTHREAD_STACK_MIN) */
+} ss_server_options;
+
+/* Server types x concurrency: twelve constructors. `address` is parsed as by
+ * ss_address_parse (for the Unix types any text is a path, "unix:" prefix
+ * optional). `handler` is copied; it must have a handle function. `options`
+ * may be NULL and is copied. Unless options->defer_bind, the socket is bound
+ * and activated (listen for stream types) before the constructor returns.
+ *
+ * Returns the server, to be released with ss_server_free(); or NULL with
+ * errno set and ss_last_error() naming the operation and input:
+ *   EINVAL        NULL or empty address, NULL handler, no handle function,
+ *                 bad port, an address of the wrong kind for the type
+ *   ENAMETOOLONG  Unix path longer than sun_path
+ *   ENXIO         unknown host name
+ *   EADDRINUSE    port in use, or a live server on the Unix path
+ *   EACCES, EADDRNOTAVAIL, EMFILE, ENOMEM, ...  from the system
+ * A failed construction leaves no descriptor or memory behind. */
+SS_EXTERN ss_server *ss_tcp_server_new(const char *address,
+                                       const ss_handler *handler,
+                                       const ss_server_options *options);
+SS_EXTERN ss_server *ss_udp_server_new(const char *address,
+                                       const ss_handler *handler,
+                                       const ss_server_options *options);
+SS_EXTERN ss_server *ss_unix_stream_server_new(const char *address,
+                                               const ss_handler *handler,
+                                               const ss_server_options *options);
+SS_EXTERN ss_server *ss_unix_datagram_server_new(const char *address,
+                                                 const ss_handler *handler,
+                                                 const ss_server_options *options);
+SS_EXTERN ss_server *ss_threading_tcp_server_new(const char *address,
+                                                 const ss_handler *handler,
+                                                 const ss_server_options *options);
+SS_EXTERN ss_server *ss_threading_udp_server_new(const char *address,
+                                                 const ss_handler *handler,
+                                                 const ss_server_options *options);
+SS_EXTERN ss_server *ss_threading_unix_stream_server_new(const char *address,
+                                                         const ss_handler *handler,
+                                                         const ss_server_options *options);
+SS_EXTERN ss_server *ss_threading_unix_datagram_server_new(const char *address,
+                                                           const ss_handler *handler,
+                                                           const ss_server_options *options);
+SS_EXTERN ss_server *ss_forking_tcp_server_new(const char *address,
+                                               const ss_handler *handler,
+                                               const ss_server_options *options);
+SS_EXTERN ss_server *ss_forking_udp_server_new(const char *address,
+                                               const ss_handler *handler,
+                                               const ss_server_options *options);
+SS_EXTERN ss_server *ss_forking_unix_stream_server_new(const char *address,
+                                                       const ss_handler *handler,
+                                                       const ss_server_options *options);
+SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
+                                                         const ss_handler *handler,
+                                                         const ss_server_options *options);
+
+/* Mix-ins: applied to any server before it serves (before the first
+ * ss_serve_forever or ss_handle_request), at most one process model
+ * (threading, forking, thread pool) per server; prefork composes with sync,
+ * threading or the pool. They replace the process_request, server_close
+ * and, for forking, service_actions and handle_timeout hooks; overrides
+ * made with ss_server_override stay on top. Return 0, -EINVAL (NULL server
+ * or bad count), -EBUSY (already serving, or a process model already set),
+ * -ENOTSUP (prefork on a server whose model is forking). */
+SS_EXTERN int ss_server_use_threading(ss_server *server);
+SS_EXTERN int ss_server_use_forking(ss_server *server);
+SS_EXTERN int ss_server_use_thread_pool(ss_server *server, unsigned workers,
+                                        unsigned queue_limit);
+SS_EXTERN int ss_server_use_prefork(ss_server *server, unsigned workers);
+
+/* Send buf to every other live stream request of this process (all of them
+ * when except is NULL). Safe from any thread, including a handler. Each
+ * receiver gets the whole buffer or, when it cannot take it within the
+ * handler timeout (1 s when the handler has none), nothing more: its
+ * connection is shut down so a stalled client never stalls the others.
+ * Returns the number of requests reached, -ENOTSUP for forking and prefork
+ * servers and datagram servers, -EINVAL for a NULL server. */
+SS_EXTERN int ss_server_broadcast(ss_server *server, const void *buf,
+                                  size_t len, const ss_request *except);
+
+/* Only with defer_bind: run the server_bind / server_activate hooks.
+ * Return 0 or a negative errno (ss_last_error() says more); -EINVAL when the
+ * server is already bound / active or closed. */
+SS_EXTERN int ss_server_bind(ss_server *server);
+SS_EXTERN int ss_server_activate(ss_server *server);
+
+/* The server's address: after bind, the real one (port 0 resolved). Lives as
+ * long as the server. Any thread. */
+SS_EXTERN const ss_address *ss_server_address(const ss_server *server);
+/* The listening / receiving socket, or -1 after close. Any thread. */
+SS_EXTERN int ss_server_fileno(const ss_server *server);
+/* options->data. Any thread. */
+SS_EXTERN void *ss_server_data(const ss_server *server);
+/* Handler threads or child processes currently tracked (Python's _threads /
+ * active_children): 0 for a synchronous server. Any thread. */
+SS_EXTERN int ss_server_active_handlers(const ss_server *server);
+
+/* Serve until shutdown. The loop sleeps in poll() on the server socket and a
+ * wake-up descriptor; service_actions runs after every request and at least
+ * every poll_interval seconds (0 = 0.5). Accept failures for lack of
+ * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) pause accepting
+ * with a back-off instead of spinning; ECONNABORTED is ignored.
+ * Returns 0 after a shutdown, SS_ABORT when a synchronous handler returned
+ * it, -EBUSY when the server is already serving, -EBADF when it is closed or
+ * not bound, or another negative errno. */
+SS_EXTERN int ss_serve_forever(ss_server *server, double poll_interval);
+
+/* Handle one request, waiting at most options.timeout on a monotonic clock
+ * (across EINTR): 0 when a request was handled, -ETIMEDOUT after calling
+ * handle_timeout, SS_ABORT as above, or a negative errno (get_request
+ * failed). Does not call service_actions. */
+SS_EXTERN int ss_handle_request(ss_server *server);
+
+/* From any thread: make serve_forever return, promptly (not after the poll
+ * interval), and wait until it has. The request is sticky, as in Python:
+ * made before serve_forever starts, that serve_forever returns at once. When
+ * the server is not serving, it returns at once instead of blocking; from
+ * inside the serving thread (a synchronous handler, a hook) it only asks and
+ * returns. A request being handled synchronously is finished first. */
+SS_EXTERN void ss_server_shutdown(ss_server *server);
+
+/* Async-signal-safe, any thread: ask serve_forever to return; does not
+ * wait. */
+SS_EXTERN void ss_server_request_shutdown(ss_server *server);
+
+/* Make SIGINT and SIGTERM shut `server` down gracefully: their handler calls
+ * ss_server_request_shutdown, serve_forever returns, and the caller's
+ * ss_server_close drains (close_timeout bounds the wait). A synchronous
+ * handler blocked in I/O on the serving thread is given close_timeout to
+ * finish, then its I/O returns -ESHUTDOWN. A second signal ends the process
+ * at once (the default action). One server per process: a later call
+ * replaces the server; NULL restores the previous dispositions. Returns 0 or
+ * a negative errno from sigaction. */
+SS_EXTERN int ss_server_shutdown_on_signals(ss_server *server);
+
+/* The server_close hook, once: stop listening (the socket is closed, a Unix
+ * socket file this server created is removed), then wait for handler
+ * threads or children (unless no_block_on_close; close_timeout bounds the
+ * wait). Idempotent. Call it after serve_forever has returned. */
+SS_EXTERN void ss_server_close(ss_server *server);
+
+/* Close if needed and release the server; NULL is fine. */
+SS_EXTERN void ss_server_free(ss_server *server);
+
+/* ---- overridable hooks (the vtable) ---------------------------------- */
+
+typedef struct ss_server_ops {
+    int  (*server_bind)(ss_server *);        /* bind the socket, record the
+                                                real address */
+    int  (*server_activate)(ss_server *);    /* listen (stream types) */
+    int  (*get_request)(ss_server *, ss_request **request);
+                                             /* accept / receive one request:
+                                                0 and *request, or -errno
+                                                (-EAGAIN: nothing ready) */
+    bool (*verify_request)(ss_server *, ss_request *,
+                           const ss_address *client_address);
+                                             /* false: straight to
+                                                shutdown_request */
+    int  (*process_request)(ss_server *, ss_request *,
+                            const ss_address *client_address);
+                                             /* run finish_request then
+                                                shutdown_request (or hand the
+                                                request to a thread/child that
+                                                does); a non-zero return means
+                                                the request was not ended: the
+                                                caller calls handle_error and
+                                                shutdown_request */
+    int  (*finish_request)(ss_server *, ss_request *,
+                           const ss_address *client_address);
+                                             /* setup, handle, finish, flush */
+    void (*shutdown_request)(ss_server *, ss_request *);
+                                             /* stream: shutdown(SHUT_WR),
+                                                then close_request */
+    void (*close_request)(ss_server *, ss_request *);
+                                             /* stream: close the connection;
+                                                datagram: nothing */
+    void (*handle_error)(ss_server *, ss_request *,
+                         const ss_address *client_address, int err);
+    void (*handle_timeout)(ss_server *);
+    void (*service_actions)(ss_server *);
+    void (*server_close)(ss_server *);
+} ss_server_ops;
+
+/* Replace the hooks whose members are non-NULL, for this server only; later
+ * calls add to earlier ones. Returns 0 or -EINVAL. The request passed to a
+ * hook is owned by the library: after shutdown_request returns it is freed
+ * (its connection closed if the hooks left it open). */
+SS_EXTERN int ss_server_override(ss_server *server,
+                                 const ss_server_ops *overrides);
+
+/* The hooks as the type and mix-in define them, before any override: what
+ * an override calls for "super". Lives as long as the server. */
+SS_EXTERN const ss_server_ops *ss_server_base_ops(const ss_server *server);
+
+/* The hooks in effect (type, mix-in, overrides): what a hook calls for
+ * Python's self.close_request(request) and the like. */
+SS_EXTERN const ss_server_ops *ss_server_ops_current(const ss_server *server);
+
+/* ---- inside a handler ------------------------------------------------- */
+
+/* The connection (stream) or the server's socket (datagram); -1 once the
+ * request has been closed. */
+SS_EXTERN int               ss_request_fd(const ss_request *request);
+SS_EXTERN const ss_address *ss_request_client_address(const ss_request *request);
+SS_EXTERN ss_server        *ss_request_server(const ss_request *request);
+/* handler->state_size zeroed bytes, aligned for any type; NULL when
+ * state_size is 0. Lives as long as the request. */
+SS_EXTERN void             *ss_request_state(ss_request *request);
+
+/* Receive up to len bytes: buffered bytes first (after ss_readline), then
+ * one receive. >0 bytes, 0 at EOF, -ETIMEDOUT on the handler timeout, or
+ * -errno (-ECONNRESET, ...). Datagram requests read the packet. */
+SS_EXTERN ssize_t ss_recv(ss_request *r, void *buf, size_t len);
+
+/* Send every byte, across partial writes and signals (buffered ss_write
+ * bytes go first). 0 or -errno: -EPIPE / -ECONNRESET when the client went
+ * away, -ETIMEDOUT. Datagram requests: buf is sent at once as one reply
+ * datagram. */
+SS_EXTERN int ss_sendall(ss_request *r, const void *buf, size_t len);
+
+/* rfile: buffered reads; mixing with ss_recv is allowed (buffered bytes
+ * first). After an error (a timeout, say) the stream position is
+ * unspecified, as with Python's file objects.
+ *
+ * ss_readline reads up to and including '\n' and NUL-terminates (size must
+ * be at least 2); a longer line returns size-1 bytes, the rest next call; a
+ * last line without '\n' is returned as is; then 0 at EOF. Returns the
+ * number of bytes stored (without the NUL) or -errno. */
+SS_EXTERN ssize_t ss_readline(ss_request *r, char *buf, size_t size);
+/* Exactly len bytes, short only at EOF; or -errno. */
+SS_EXTERN ssize_t ss_read(ss_request *r, void *buf, size_t len);
+
+/* wfile. Unbuffered (wbufsize 0): send everything now and return len.
+ * Buffered: collect, sending when the buffer fills. Returns len (>= 0) or
+ * -errno. Datagram requests: append to the reply, sent after finish. */
+SS_EXTERN int ss_write(ss_request *r, const void *buf, size_t len);
+/* ss_write of a formatted string; returns its length or -errno. */
+SS_EXTERN int ss_printf(ss_request *r, const char *fmt, ...) SS__PRINTF(2, 3);
+SS_EXTERN int ss_vprintf(ss_request *r, const char *fmt, va_list ap)
+    SS__PRINTF(2, 0);
+/* Send what ss_write buffered: 0 or -errno. Done after finish too, where an
+ * error is ignored as in Python. Datagram requests: nothing (the reply goes
+ * after finish). */
+SS_EXTERN int ss_flush(ss_request *r);
+
+/* Datagram servers: the received packet, valid during the request; NULL
+ * (and *len 0) for a stream request. ss_read/ss_readline/ss_recv read from
+ * it; ss_write collects a reply that is sent to the client after finish
+ * (even when handle failed, as Python), unless nothing was written: unlike
+ * Python, no empty datagram is sent. */
+SS_EXTERN const void *ss_request_packet(const ss_request *r, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SOCKSERVER_H */

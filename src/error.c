@@ -1,0 +1,116 @@
+/*
+ * Errors, log lines and time: the bottom of the library.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char last_error[512];
+static _Thread_local char strerror_buf[128];
+
+const char *ss_version(void)
+{
+#define SS__STR2(x) #x
+#define SS__STR(x) SS__STR2(x)
+    return SS__STR(SS_VERSION_MAJOR) "." SS__STR(SS_VERSION_MINOR) "."
+           SS__STR(SS_VERSION_PATCH);
+}
+
+const char *ss_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    /* The GNU strerror_r returns a static string or fills the buffer. */
+    return strerror_r(err, strerror_buf, sizeof strerror_buf);
+}
+
+const char *ss_last_error(void)
+{
+    return last_error;
+}
+
+void ss__clear_error(void)
+{
+    last_error[0] = '\0';
+}
+
+void ss__set_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
+int ss__error(int err, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(last_error, sizeof last_error, "%s: %s", what, ss_strerror(err));
+    return err;
+}
+
+void ss__log(const char *fmt, ...)
+{
+    char line[600];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof line - 2)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    /* Best effort: a log line that cannot be written is dropped. */
+    while (write(STDERR_FILENO, line, (size_t)n) < 0 && errno == EINTR)
+        ;
+}
+
+int64_t ss__now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void ss__abstime(struct timespec *ts, clockid_t clock, double seconds)
+{
+    clock_gettime(clock, ts);
+    if (seconds <= 0)
+        return;
+    ts->tv_sec += (time_t)seconds;
+    ts->tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+double ss__now(void)
+{
+    return (double)ss__now_ns() / 1e9;
+}
+
+int ss__ms_until(double deadline)
+{
+    double left = deadline - ss__now();
+
+    if (left <= 0)
+        return 0;
+    if (left > 86400.0)
+        return 86400 * 1000;
+    /* Round up: a poll that returns early would only loop again. */
+    return (int)(left * 1000.0) + 1;
+}

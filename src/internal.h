@@ -1,0 +1,329 @@
+/*
+ * Internal declarations shared by the library's files. Nothing here is part
+ * of the ABI: the shared library is built with hidden visibility and only
+ * SS_EXTERN declarations of sockserver.h are exported.
+ *
+ * Layering, bottom to top (a file includes nothing above it):
+ *   error.c, wakeup.c, sock.c, proc.c     errors, wake-up fd, platform calls
+ *   address.c, registry.c, wait.c         addresses, live requests, the one
+ *                                         place request I/O waits
+ *   request.c                             rfile / wfile / recv / send
+ *   server.c                              the pipeline and serving loop
+ *   stream.c, datagram.c, unix.c          the server types
+ *   threading.c, forking.c, pool.c,       the concurrency models
+ *   prefork.c, signals.c, servers.c       and the public constructors
+ */
+#ifndef SS_INTERNAL_H
+#define SS_INTERNAL_H
+
+#include "sockserver.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ---- errors (error.c) -------------------------------------------------- */
+
+/* Forget the thread's last error message. */
+void ss__clear_error(void);
+/* Set the thread's last error message. */
+void ss__set_error(const char *fmt, ...) SS__PRINTF(1, 2);
+/* Set "<formatted>: <strerror(err)>" as the last error and return err
+ * (a negative errno). */
+int ss__error(int err, const char *fmt, ...) SS__PRINTF(2, 3);
+/* One line on stderr, written with a single write(2) so lines from several
+ * threads or processes do not interleave. */
+void ss__log(const char *fmt, ...) SS__PRINTF(1, 2);
+
+/* An absolute time `seconds` from now on `clock`, for timed waits. */
+void ss__abstime(struct timespec *ts, clockid_t clock, double seconds);
+/* Monotonic clock, in seconds and in nanoseconds. */
+double  ss__now(void);
+int64_t ss__now_ns(void);
+/* Milliseconds until `deadline` (a ss__now() value) for poll(2), rounded up
+ * so poll never returns before the deadline; 0 once it has passed. */
+int ss__ms_until(double deadline);
+
+/* ---- wake-up descriptor (wakeup.c) -------------------------------------- */
+
+typedef struct ss__wakeup {
+    int rfd;    /* polled for POLLIN */
+    int wfd;    /* written by ss__wakeup_signal; == rfd for an eventfd */
+} ss__wakeup;
+
+int  ss__wakeup_open(ss__wakeup *w);
+void ss__wakeup_signal(ss__wakeup *w);    /* async-signal-safe */
+void ss__wakeup_drain(ss__wakeup *w);
+void ss__wakeup_close(ss__wakeup *w);
+
+/* ---- platform socket calls (sock.c) ------------------------------------- */
+
+/* socket(2), close-on-exec, with SOCK_NONBLOCK when nonblock. -errno. */
+int ss__socket(int family, int type, bool nonblock);
+/* accept(2) a blocking, close-on-exec connection from a listener. -errno. */
+int ss__accept(int listen_fd, ss_address *peer);
+/* close(2) that keeps errno. */
+void ss__close(int fd);
+
+/* ---- child processes (proc.c) ------------------------------------------- */
+
+/* A descriptor that polls readable when `pid` exits (pidfd), or -errno
+ * (-ENOSYS on kernels without pidfd_open). */
+int ss__pidfd_open(pid_t pid);
+
+/* ---- addresses (address.c) ---------------------------------------------- */
+
+/* Parse `text` as a Unix socket path, whatever it looks like ("unix:"
+ * prefix optional). */
+int  ss__address_parse_unix(ss_address *out, const char *text);
+bool ss__address_is_unix(const ss_address *a);
+/* True for the IPv6 wildcard "::" (bound dual-stack). */
+bool ss__address_is_any6(const ss_address *a);
+
+/* ---- server types, models ----------------------------------------------- */
+
+typedef struct ss__type {
+    const char          *name;      /* "tcp_server", for messages */
+    int                  socktype;  /* SOCK_STREAM or SOCK_DGRAM */
+    bool                 unix_family;
+    const ss_server_ops *ops;
+} ss__type;
+
+extern const ss__type ss__tcp_type;
+extern const ss__type ss__udp_type;
+extern const ss__type ss__unix_stream_type;
+extern const ss__type ss__unix_datagram_type;
+
+typedef struct ss__model {
+    const char          *name;      /* "threading", for messages */
+    const ss_server_ops *ops;       /* the entries the mix-in replaces */
+    int  (*active)(const ss_server *s);     /* handlers tracked */
+    bool (*accepting)(ss_server *s);        /* may the loop take a request
+                                               now? NULL = always */
+    void (*destroy)(ss_server *s);          /* free model_state */
+    bool same_process;              /* handlers run in this process, so
+                                       ss_server_broadcast can reach them */
+} ss__model;
+
+/* Thread attributes with the given stack size (threading and pool). */
+int ss__thread_attr_init(pthread_attr_t *attr, size_t stack_size);
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+int ss__cond_init_monotonic(pthread_cond_t *cond);
+
+/* Install `model` with its state; -EBUSY if serving or a model is set. */
+int ss__server_set_model(ss_server *s, const ss__model *model, void *state);
+
+/* ---- the request ------------------------------------------------------- */
+
+struct ss_request {
+    ss_server      *server;
+    int             fd;             /* connection, or the server socket for
+                                       datagrams; -1 once closed */
+    bool            datagram;
+    bool            owns_fd;        /* stream: close_request closes fd */
+    atomic_int      refs;           /* the pipeline's, plus broadcasts' */
+    pthread_mutex_t wlock;          /* serialises sends with broadcasts and
+                                       protects fd against closing */
+    ss_address      client;
+
+    /* registry of live requests (registry.c), under server->reg_lock */
+    ss_request     *reg_prev, *reg_next;
+    bool            registered;
+
+    /* the model's queue (pool.c) */
+    ss_request     *next;
+
+    /* rfile: bytes [rpos, rend) of rbuf are buffered. For a datagram rbuf
+     * is the packet itself and never refills. */
+    char           *rbuf;
+    size_t          rcap, rpos, rend;
+    bool            rbuf_owned;
+    /* wfile: stream write buffer, or the datagram reply */
+    char           *wbuf;
+    size_t          wcap, wlen;
+
+    /* timeouts applied to the socket (wait.c) */
+    double          timeout;        /* handler timeout, 0 = none */
+    bool            timeo_dirty;    /* SO_RCVTIMEO/SO_SNDTIMEO differ from
+                                       timeout (after EINTR or a drain) */
+
+    /* what failed, for handle_error: "handle", "setup", "fork", ... */
+    const char     *what;
+    int             pending_error;  /* set by get_request: finish_request
+                                       reports it instead of handling */
+
+    void           *state;          /* handler state_size bytes */
+    max_align_t     data[];         /* state, then the packet */
+};
+
+/* Allocate a request with `extra` bytes after the state (for a packet).
+ * NULL on ENOMEM. refs = 1. */
+ss_request *ss__request_new(ss_server *s, int fd, size_t extra);
+void ss__request_ref(ss_request *r);
+/* Drop a reference; the last one closes what is still open and frees. */
+void ss__request_unref(ss_request *r);
+/* Close the connection: unregister, then close fd under wlock. Idempotent. */
+void ss__request_close_fd(ss_request *r);
+/* Before setup: apply the handler timeout and TCP_NODELAY. */
+int  ss__request_begin(ss_request *r);
+/* After finish: flush the stream buffer, or send the datagram reply. */
+int  ss__request_end_io(ss_request *r);
+
+/* ---- the one wait point (wait.c) ---------------------------------------- */
+
+/* Receive into buf (flags for recv(2)), waiting as the handler timeout and
+ * a drain allow: >0, 0 at EOF, or -errno (-ETIMEDOUT, -ESHUTDOWN). */
+ssize_t ss__io_recv(ss_request *r, void *buf, size_t len);
+/* Send some of buf on a stream: bytes sent (>0) or -errno. */
+ssize_t ss__io_send(ss_request *r, const void *buf, size_t len);
+/* Send buf as one datagram to the request's client: 0 or -errno. */
+int     ss__io_sendto(ss_request *r, const void *buf, size_t len);
+/* Set SO_RCVTIMEO and SO_SNDTIMEO (seconds <= 0: none); 0 or -errno with
+ * errno set. */
+int     ss__io_set_timeout(int fd, double seconds);
+/* Wait until fd is ready for `events` or the monotonic `deadline` (<0 = no
+ * deadline) passes: 0 ready, -ETIMEDOUT, or -errno. */
+int     ss__io_poll(int fd, short events, double deadline);
+
+/* ---- registry of live requests (registry.c) ----------------------------- */
+
+void ss__registry_add(ss_server *s, ss_request *r);
+void ss__registry_remove(ss_server *s, ss_request *r);
+/* shutdown(2) every live connection with `how`; returns how many. */
+int  ss__registry_shutdown_all(ss_server *s, int how);
+/* References to every live stream request but `except`; *out is malloc'ed,
+ * the caller unrefs each and frees the array. Returns the count or -ENOMEM. */
+int  ss__registry_snapshot(ss_server *s, const ss_request *except,
+                           ss_request ***out);
+int  ss__registry_count(ss_server *s);
+
+/* ---- the server -------------------------------------------------------- */
+
+struct ss_server {
+    ss_server_ops        ops;           /* in effect: base + overrides */
+    ss_server_ops        base;          /* type, then model */
+    ss_server_ops        overrides;     /* the user's; NULL entries = none */
+    const ss__type      *type;
+    const ss__model     *model;         /* NULL = synchronous */
+    void                *model_state;
+    struct ss__prefork  *prefork;       /* NULL unless ss_server_use_prefork */
+
+    ss_handler           handler;
+    ss_server_options    options;
+    double               timeout;       /* effective handle_request timeout */
+    size_t               max_packet_size;
+    size_t               stack_size;
+
+    atomic_int           fd;            /* listening/receiving socket */
+    ss_address           address;       /* after bind: the real one */
+    bool                 bound, activated;
+    atomic_bool          closed;
+
+    /* a Unix socket file this server created, removed by server_close */
+    char                *unix_path;
+    dev_t                unix_dev;
+    ino_t                unix_ino;
+    pid_t                owner_pid;     /* only the creating process unlinks */
+
+    /* serving and shutdown */
+    ss__wakeup           wake;
+    atomic_int           shutdown_request;  /* sticky until serve_forever
+                                               consumes it */
+    atomic_llong         drain_deadline_ns; /* when a shutdown with a
+                                               close_timeout began; 0 none */
+    pthread_mutex_t      lock;
+    pthread_cond_t       cond;          /* signalled when serving ends */
+    bool                 serving;       /* under lock */
+    pthread_t            serving_thread;
+    atomic_bool          started;       /* served or handled once: mix-ins
+                                           may no longer be applied */
+
+    /* accept back-off after EMFILE and the like */
+    double               accept_resume; /* ss__now() when to accept again */
+    double               accept_delay;
+    bool                 accept_logged;
+
+    /* live requests */
+    pthread_mutex_t      reg_lock;
+    ss_request          *reg_head;
+    int                  reg_count;
+
+    char                *scratch;       /* datagram receive buffer */
+};
+
+/* The pipeline (server.c). */
+/* verify, process, and on failure handle_error + shutdown_request: Python's
+ * _handle_request_noblock after get_request. Returns 0 or SS_ABORT. */
+int  ss__dispatch(ss_server *s, ss_request *r);
+/* shutdown_request, then drop the pipeline's reference. */
+void ss__end_request(ss_server *s, ss_request *r);
+/* finish_request + error reporting + end: what a handler thread or child
+ * runs. Returns the handler status (0, SS_ABORT or an error). */
+int  ss__run_request(ss_server *s, ss_request *r);
+/* Default handle_error text to stderr. */
+void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
+                     int err);
+/* Mark the server as serving in this thread (-EBUSY, -EBADF), and undo it,
+ * consuming the shutdown request and waking ss_server_shutdown callers. */
+int  ss__begin_serving(ss_server *s);
+void ss__end_serving(ss_server *s);
+/* The serving loop proper (prefork workers run it too). */
+int  ss__serve_loop(ss_server *s, double poll_interval);
+/* Shared base hooks. */
+int  ss__base_process_request(ss_server *s, ss_request *r,
+                              const ss_address *client);
+int  ss__base_finish_request(ss_server *s, ss_request *r,
+                             const ss_address *client);
+bool ss__base_verify_request(ss_server *s, ss_request *r,
+                             const ss_address *client);
+void ss__base_handle_error(ss_server *s, ss_request *r,
+                           const ss_address *client, int err);
+void ss__base_nothing(ss_server *s);
+/* True once a shutdown was requested and not yet consumed. */
+bool ss__shutdown_requested(const ss_server *s);
+/* Seconds left for running handlers after a shutdown with a close_timeout:
+ * < 0 when there is no drain, 0 once it is over. */
+double ss__drain_left(const ss_server *s);
+
+/* Stream type hooks that datagram and Unix servers reuse (stream.c). */
+int  ss__tcp_server_bind(ss_server *s);
+int  ss__tcp_server_activate(ss_server *s);
+int  ss__tcp_get_request(ss_server *s, ss_request **out);
+void ss__tcp_shutdown_request(ss_server *s, ss_request *r);
+void ss__tcp_close_request(ss_server *s, ss_request *r);
+void ss__tcp_server_close(ss_server *s);
+/* Datagram type hooks the Unix datagram server reuses (datagram.c). */
+int  ss__udp_server_activate(ss_server *s);
+int  ss__udp_get_request(ss_server *s, ss_request **out);
+void ss__udp_shutdown_request(ss_server *s, ss_request *r);
+void ss__udp_close_request(ss_server *s, ss_request *r);
+/* Close the server socket (no unlink). */
+void ss__server_close_socket(ss_server *s);
+
+/* Prefork (prefork.c). */
+int  ss__prefork_serve(ss_server *s, double poll_interval);
+void ss__prefork_close(ss_server *s);
+void ss__prefork_free(ss_server *s);
+bool ss__prefork_is_worker(const ss_server *s);
+
+/* Signals (signals.c). */
+/* In a forked handler child: when ss_server_shutdown_on_signals is in force,
+ * ignore SIGINT (the parent decides) and take SIGTERM's default action. */
+void ss__signals_in_child(void);
+/* In a prefork worker: SIGTERM asks the worker's loop to shut down; SIGINT
+ * is left to the parent when it handles it. */
+int  ss__signals_in_worker(ss_server *s);
+
+/* Constructors' common part (server.c). */
+ss_server *ss__server_new(const ss__type *type, const char *func,
+                          const char *address, const ss_handler *handler,
+                          const ss_server_options *options);
+
+static inline const char *ss__type_name(const ss_server *s)
+{
+    return s->type->name;
+}
+
+#endif /* SS_INTERNAL_H */

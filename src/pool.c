@@ -1,0 +1,272 @@
+/*
+ * The thread pool: a fixed number of worker threads take requests from a
+ * bounded queue. When the queue is full the serving loop stops polling the
+ * server socket (libuv's accept-path back-pressure), so clients wait in the
+ * kernel's backlog: the server never accepts a connection only to drop it.
+ * Works for stream and datagram servers alike.
+ *
+ * Workers start with the first request, in the process that serves: a
+ * prefork worker gets a pool of its own.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+typedef struct pool {
+    unsigned         workers;
+    unsigned         limit;         /* queued requests at most */
+    pthread_t       *threads;
+    unsigned         started;
+    pthread_attr_t   attr;
+    pthread_mutex_t  lock;
+    pthread_cond_t   nonempty;      /* a request was queued, or stopping */
+    pthread_cond_t   nonfull;       /* the queue has room, or stopping */
+    pthread_cond_t   idle;          /* a worker finished a request */
+    ss_request      *head, *tail;
+    atomic_uint      queued;        /* read without the lock by accepting() */
+    unsigned         busy;
+    bool             stopping;
+    bool             start_logged;
+} pool;
+
+static pool *state(const ss_server *s)
+{
+    return s->model_state;
+}
+
+/* Take the next request, or NULL once stopping and the queue is empty. */
+static ss_request *take_request(ss_server *s, pool *p)
+{
+    ss_request *r;
+    bool was_full;
+
+    pthread_mutex_lock(&p->lock);
+    while (!p->head && !p->stopping)
+        pthread_cond_wait(&p->nonempty, &p->lock);
+    if (!(r = p->head)) {
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+    }
+    p->head = r->next;
+    if (!p->head)
+        p->tail = NULL;
+    was_full = atomic_fetch_sub(&p->queued, 1) == p->limit;
+    p->busy++;
+    if (was_full)
+        pthread_cond_signal(&p->nonfull);
+    pthread_mutex_unlock(&p->lock);
+    if (was_full)   /* the serving loop may poll the server socket again */
+        ss__wakeup_signal(&s->wake);
+    return r;
+}
+
+static void *worker_main(void *arg)
+{
+    ss_server *s = arg;
+    pool *p = state(s);
+    ss_request *r;
+
+    while ((r = take_request(s, p))) {
+        ss__run_request(s, r);
+        pthread_mutex_lock(&p->lock);
+        p->busy--;
+        pthread_cond_broadcast(&p->idle);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return NULL;
+}
+
+/* Start the workers not yet running. Fewer than asked is logged and
+ * tolerated; none at all fails the request. */
+static int start_workers(ss_server *s, pool *p)
+{
+    int rc = 0;
+
+    while (p->started < p->workers &&
+           (rc = pthread_create(&p->threads[p->started], &p->attr,
+                                worker_main, s)) == 0)
+        p->started++;
+    if (rc != 0 && p->started > 0 && !p->start_logged) {
+        ss__log("libsockserver: thread pool: started %u of %u workers: %s",
+                p->started, p->workers, ss_strerror(rc));
+        p->start_logged = true;
+    }
+    return p->started > 0 ? 0 : -rc;
+}
+
+static int pool_process_request(ss_server *s, ss_request *r,
+                                const ss_address *client)
+{
+    pool *p = state(s);
+    int err;
+
+    (void)client;
+    if (p->started < p->workers && (err = start_workers(s, p)) < 0) {
+        r->what = "pthread_create";
+        return err;
+    }
+    pthread_mutex_lock(&p->lock);
+    /* The serving loop does not accept while the queue is full; this wait
+     * only matters for ss_handle_request. */
+    while (atomic_load(&p->queued) >= p->limit && !p->stopping)
+        pthread_cond_wait(&p->nonfull, &p->lock);
+    if (p->stopping) {
+        pthread_mutex_unlock(&p->lock);
+        r->what = "thread pool: closing";
+        return -ESHUTDOWN;
+    }
+    r->next = NULL;
+    if (p->tail)
+        p->tail->next = r;
+    else
+        p->head = r;
+    p->tail = r;
+    atomic_fetch_add(&p->queued, 1);
+    pthread_cond_signal(&p->nonempty);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+static bool pool_accepting(ss_server *s)
+{
+    pool *p = state(s);
+
+    return atomic_load_explicit(&p->queued, memory_order_relaxed) < p->limit;
+}
+
+static void stop(pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->nonempty);
+    pthread_cond_broadcast(&p->nonfull);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* close_timeout passed: end the queued requests unserved (their clients
+ * see the connection closed) and wake handlers blocked on idle clients. */
+static void abandon(ss_server *s, pool *p)
+{
+    ss_request *r, *next;
+
+    pthread_mutex_lock(&p->lock);
+    r = p->head;
+    p->head = p->tail = NULL;
+    atomic_store(&p->queued, 0);
+    pthread_mutex_unlock(&p->lock);
+    for (; r; r = next) {
+        next = r->next;
+        ss__end_request(s, r);
+    }
+    ss__registry_shutdown_all(s, SHUT_RDWR);
+}
+
+static void wait_drained(ss_server *s, pool *p, double seconds)
+{
+    struct timespec until;
+    bool late = false;
+
+    ss__abstime(&until, CLOCK_MONOTONIC, seconds);
+    pthread_mutex_lock(&p->lock);
+    while ((p->head || p->busy) && !late)
+        late = pthread_cond_timedwait(&p->idle, &p->lock, &until) == ETIMEDOUT;
+    late = p->head || p->busy;
+    pthread_mutex_unlock(&p->lock);
+    if (late)
+        abandon(s, p);
+}
+
+static void join_workers(pool *p)
+{
+    while (p->started > 0)
+        pthread_join(p->threads[--p->started], NULL);
+}
+
+/* Serve what is queued (or abandon it after close_timeout), then join. */
+static void pool_server_close(ss_server *s)
+{
+    pool *p = state(s);
+
+    s->type->ops->server_close(s);      /* stop listening first */
+    stop(p);
+    if (s->options.no_block_on_close)
+        return;
+    if (s->options.close_timeout > 0)
+        wait_drained(s, p, s->options.close_timeout);
+    join_workers(p);
+}
+
+static int pool_active(const ss_server *s)
+{
+    pool *p = state(s);
+    int n;
+
+    pthread_mutex_lock(&p->lock);
+    n = (int)(p->busy + atomic_load(&p->queued));
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+static void pool_free(pool *p)
+{
+    pthread_attr_destroy(&p->attr);
+    pthread_cond_destroy(&p->idle);
+    pthread_cond_destroy(&p->nonfull);
+    pthread_cond_destroy(&p->nonempty);
+    pthread_mutex_destroy(&p->lock);
+    free(p->threads);
+    free(p);
+}
+
+static void pool_destroy(ss_server *s)
+{
+    pool *p = state(s);
+
+    stop(p);
+    join_workers(p);    /* they serve what is queued, then exit */
+    pool_free(p);
+}
+
+static const ss_server_ops pool_ops = {
+    .process_request = pool_process_request,
+    .server_close    = pool_server_close,
+};
+
+static const ss__model pool_model = {
+    .name = "thread pool",
+    .ops = &pool_ops,
+    .active = pool_active,
+    .accepting = pool_accepting,
+    .destroy = pool_destroy,
+    .same_process = true,
+};
+
+int ss_server_use_thread_pool(ss_server *s, unsigned workers,
+                              unsigned queue_limit)
+{
+    pool *p;
+    int err;
+
+    if (!s || workers == 0)
+        return -EINVAL;
+    if (!(p = calloc(1, sizeof *p)) ||
+        !(p->threads = calloc(workers, sizeof *p->threads))) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->workers = workers;
+    p->limit = queue_limit ? queue_limit : workers;
+    if ((err = ss__thread_attr_init(&p->attr, s->stack_size)) < 0) {
+        free(p->threads);
+        free(p);
+        return err;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->nonempty, NULL);
+    pthread_cond_init(&p->nonfull, NULL);
+    ss__cond_init_monotonic(&p->idle);
+    atomic_init(&p->queued, 0);
+    if ((err = ss__server_set_model(s, &pool_model, p)) < 0)
+        pool_free(p);
+    return err;
+}

@@ -1,0 +1,286 @@
+/*
+ * Prefork: the parent binds, then ss_serve_forever starts `workers` child
+ * processes, each running the serving loop on the shared listening socket
+ * with the server's process model (sync, threading or the pool: N processes
+ * x M threads, as nginx and Apache's worker MPM do). The parent supervises:
+ * a worker that dies is restarted, with a back-off when it dies young, and a
+ * line on stderr saying why. Shutdown stops every worker with SIGTERM (a
+ * worker then finishes its requests and exits), SIGKILL after
+ * close_timeout, and reaps them.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SS_YOUNG_DEATH    1.0   /* a worker dying sooner is failing */
+#define SS_RESTART_MIN    0.1   /* back-off after a young death, s */
+#define SS_RESTART_MAX    5.0
+#define SS_NO_PIDFD_POLL  0.05
+
+typedef struct worker {
+    pid_t    pid;           /* 0 when not running */
+    int      pidfd;         /* -1 where pidfd_open is unavailable */
+    double   started;
+    double   restart_at;    /* when to start it again */
+    unsigned failures;      /* young deaths in a row */
+} worker;
+
+struct ss__prefork {
+    unsigned count;
+    worker  *w;
+    bool     is_worker;     /* this process is one of the workers */
+};
+
+bool ss__prefork_is_worker(const ss_server *s)
+{
+    return s->prefork && s->prefork->is_worker;
+}
+
+/* ---- in the worker ------------------------------------------------------ */
+
+/* Make the inherited copy of the server this process's own. */
+static int become_worker(ss_server *s)
+{
+    struct ss__prefork *p = s->prefork;
+    unsigned i;
+
+    p->is_worker = true;
+    for (i = 0; i < p->count; i++)
+        if (p->w[i].pidfd >= 0)
+            ss__close(p->w[i].pidfd);
+    /* The parent's wake-up descriptor would wake every worker. */
+    ss__wakeup_close(&s->wake);
+    if (ss__wakeup_open(&s->wake) < 0)
+        return -errno;
+    /* A lock held by another parent thread at fork time stays held here. */
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->reg_lock, NULL);
+    s->serving = false;
+    atomic_store(&s->shutdown_request, 0);
+    return ss__signals_in_worker(s);
+}
+
+static void worker_main(ss_server *s, double poll_interval)
+{
+    int err = become_worker(s);
+
+    if (err == 0)
+        err = ss__serve_loop(s, poll_interval);
+    else
+        ss__log("libsockserver: prefork worker %d: %s", (int)getpid(),
+                ss_strerror(err));
+    ss_server_close(s);     /* drains the worker's own handlers */
+    _exit(err == 0 ? 0 : 1);
+}
+
+/* ---- in the parent ------------------------------------------------------ */
+
+static int start_worker(ss_server *s, unsigned i, double poll_interval)
+{
+    worker *w = &s->prefork->w[i];
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        w->restart_at = ss__now() + SS_RESTART_MAX;
+        ss__log("libsockserver: prefork worker %u: fork: %s; retrying in "
+                "%.0f s", i, ss_strerror(-errno), SS_RESTART_MAX);
+        return -errno;
+    }
+    if (pid == 0)
+        worker_main(s, poll_interval);
+    w->pid = pid;
+    w->pidfd = ss__pidfd_open(pid);
+    if (w->pidfd < 0)
+        w->pidfd = -1;
+    w->started = ss__now();
+    return 0;
+}
+
+static void describe_exit(int status, char *buf, size_t size)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, size, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, size, "ended (status 0x%x)", (unsigned)status);
+}
+
+/* Reap worker i if it has exited; when `restart`, schedule its restart. */
+static bool reap_worker(ss_server *s, unsigned i, bool blocking, bool restart)
+{
+    worker *w = &s->prefork->w[i];
+    char why[96];
+    double delay;
+    int status;
+    pid_t rc;
+
+    if (w->pid == 0)
+        return true;
+    do
+        rc = waitpid(w->pid, &status, blocking ? 0 : WNOHANG);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0)
+        return false;
+    if (w->pidfd >= 0)
+        ss__close(w->pidfd);
+    w->pidfd = -1;
+    w->pid = 0;
+    if (!restart || rc < 0)
+        return true;
+    w->failures = ss__now() - w->started < SS_YOUNG_DEATH ? w->failures + 1 : 0;
+    delay = 0;
+    if (w->failures > 0) {
+        delay = SS_RESTART_MIN * (double)(1u << (w->failures < 6 ? w->failures - 1 : 5));
+        if (delay > SS_RESTART_MAX)
+            delay = SS_RESTART_MAX;
+    }
+    w->restart_at = ss__now() + delay;
+    describe_exit(status, why, sizeof why);
+    ss__log("libsockserver: prefork worker %u (pid %d) %s; restarting it%s",
+            i, (int)rc, why, delay > 0 ? " after a back-off" : "");
+    return true;
+}
+
+/* Sleep until a worker exits, a restart is due, the wake-up descriptor
+ * fires or `interval` passes. */
+static void supervise_wait(ss_server *s, double interval)
+{
+    struct ss__prefork *p = s->prefork;
+    struct pollfd *fds = malloc(((size_t)p->count + 1) * sizeof *fds);
+    double until = ss__now() + interval;
+    unsigned i, n = 0;
+
+    if (!fds) {
+        until = ss__now() + SS_NO_PIDFD_POLL;
+    } else {
+        fds[n++] = (struct pollfd){.fd = s->wake.rfd, .events = POLLIN};
+    }
+    for (i = 0; i < p->count; i++) {
+        worker *w = &p->w[i];
+
+        if (w->pid == 0 && w->restart_at < until)
+            until = w->restart_at;
+        else if (w->pid != 0 && w->pidfd >= 0 && fds)
+            fds[n++] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+        else if (w->pid != 0 && ss__now() + SS_NO_PIDFD_POLL < until)
+            until = ss__now() + SS_NO_PIDFD_POLL;
+    }
+    if (fds) {
+        if (poll(fds, n, ss__ms_until(until)) > 0 && fds[0].revents)
+            ss__wakeup_drain(&s->wake);
+        free(fds);
+    } else {
+        poll(NULL, 0, ss__ms_until(until));
+    }
+}
+
+static void supervise(ss_server *s, double interval)
+{
+    struct ss__prefork *p = s->prefork;
+    unsigned i;
+
+    while (!ss__shutdown_requested(s)) {
+        for (i = 0; i < p->count; i++) {
+            reap_worker(s, i, false, true);
+            if (p->w[i].pid == 0 && ss__now() >= p->w[i].restart_at &&
+                !ss__shutdown_requested(s))
+                start_worker(s, i, interval);
+        }
+        s->ops.service_actions(s);
+        supervise_wait(s, interval);
+    }
+}
+
+static bool all_reaped(ss_server *s, bool blocking)
+{
+    bool done = true;
+    unsigned i;
+
+    for (i = 0; i < s->prefork->count; i++)
+        if (!reap_worker(s, i, blocking, false))
+            done = false;
+    return done;
+}
+
+static void signal_workers(ss_server *s, int sig)
+{
+    unsigned i;
+
+    for (i = 0; i < s->prefork->count; i++)
+        if (s->prefork->w[i].pid != 0)
+            kill(s->prefork->w[i].pid, sig);
+}
+
+/* SIGTERM, wait up to close_timeout (0: as long as they take), SIGKILL,
+ * reap. */
+static void stop_workers(ss_server *s)
+{
+    double t = s->options.close_timeout, deadline = ss__now() + t;
+
+    signal_workers(s, SIGTERM);
+    if (t > 0) {
+        while (!all_reaped(s, false) && ss__now() < deadline)
+            poll(NULL, 0, 5);
+        signal_workers(s, SIGKILL);
+    }
+    all_reaped(s, true);
+}
+
+int ss__prefork_serve(ss_server *s, double poll_interval)
+{
+    double interval = poll_interval > 0 ? poll_interval : 0.5;
+    unsigned i;
+    int err;
+
+    if ((err = ss__begin_serving(s)) < 0)
+        return err;
+    for (i = 0; i < s->prefork->count; i++)
+        s->prefork->w[i].restart_at = 0;
+    supervise(s, interval);
+    stop_workers(s);
+    ss__end_serving(s);
+    return 0;
+}
+
+void ss__prefork_close(ss_server *s)
+{
+    if (!s->prefork->is_worker)
+        stop_workers(s);
+}
+
+void ss__prefork_free(ss_server *s)
+{
+    free(s->prefork->w);
+    free(s->prefork);
+    s->prefork = NULL;
+}
+
+int ss_server_use_prefork(ss_server *s, unsigned workers)
+{
+    struct ss__prefork *p;
+    unsigned i;
+
+    if (!s || workers == 0)
+        return -EINVAL;
+    if (s->prefork || atomic_load(&s->started))
+        return -EBUSY;
+    if (s->model && !s->model->same_process)
+        return -ENOTSUP;    /* forking inside prefork workers */
+    if (!(p = calloc(1, sizeof *p)) || !(p->w = calloc(workers, sizeof *p->w))) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->count = workers;
+    for (i = 0; i < workers; i++)
+        p->w[i].pidfd = -1;
+    s->prefork = p;
+    return 0;
+}

@@ -1,0 +1,403 @@
+/*
+ * Requests and their I/O: Python's rfile (buffered reads), wfile (buffered
+ * or unbuffered writes), and the datagram packet and reply. Every wait goes
+ * through wait.c.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SS_RBUFSIZE_DEFAULT 8192
+
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
+{
+    size_t state = round_up(s->handler.state_size, _Alignof(max_align_t));
+    ss_request *r = calloc(1, sizeof *r + state + extra);
+
+    if (!r)
+        return NULL;
+    r->server = s;
+    r->fd = fd;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->wlock, NULL);
+    r->timeout = s->handler.timeout;
+    r->what = "handle";
+    r->state = state ? (void *)r->data : NULL;
+    if (extra) {    /* the packet of a datagram request */
+        r->rbuf = (char *)r->data + state;
+        r->rcap = extra;
+    }
+    return r;
+}
+
+void ss__request_ref(ss_request *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void ss__request_unref(ss_request *r)
+{
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* A hook that did not close the connection does not leak it. */
+    ss__request_close_fd(r);
+    if (r->rbuf_owned)
+        free(r->rbuf);
+    free(r->wbuf);
+    pthread_mutex_destroy(&r->wlock);
+    free(r);
+}
+
+void ss__request_close_fd(ss_request *r)
+{
+    int fd;
+
+    if (!r->owns_fd)
+        return;
+    ss__registry_remove(r->server, r);
+    pthread_mutex_lock(&r->wlock);
+    fd = r->fd;
+    r->fd = -1;
+    pthread_mutex_unlock(&r->wlock);
+    if (fd >= 0)
+        ss__close(fd);
+}
+
+int ss__request_begin(ss_request *r)
+{
+    int one = 1, family = r->server->address.storage.ss_family;
+
+    if (r->datagram)
+        return 0;
+    if (r->timeout > 0 && ss__io_set_timeout(r->fd, r->timeout) < 0) {
+        r->what = "setsockopt SO_RCVTIMEO";
+        return -errno;
+    }
+    if (r->server->handler.disable_nagle_algorithm &&
+        (family == AF_INET || family == AF_INET6) &&
+        setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
+        r->what = "setsockopt TCP_NODELAY";
+        return -errno;
+    }
+    return 0;
+}
+
+/* ---- wfile ------------------------------------------------------------ */
+
+/* Send every byte of buf on a stream request. */
+static int send_all(ss_request *r, const char *buf, size_t len)
+{
+    ssize_t n;
+    int err = 0;
+
+    pthread_mutex_lock(&r->wlock);
+    if (r->fd < 0)
+        err = -EBADF;
+    while (!err && len > 0) {
+        n = ss__io_send(r, buf, len);
+        if (n < 0) {
+            err = (int)n;
+        } else {
+            buf += n;
+            len -= (size_t)n;
+        }
+    }
+    pthread_mutex_unlock(&r->wlock);
+    return err;
+}
+
+int ss_flush(ss_request *r)
+{
+    int err;
+
+    if (!r)
+        return -EINVAL;
+    if (r->datagram || r->wlen == 0)
+        return 0;
+    err = send_all(r, r->wbuf, r->wlen);
+    /* After an error the stream is broken anyway: drop what was buffered
+     * rather than send it again later. */
+    r->wlen = 0;
+    return err;
+}
+
+/* Append to wbuf, growing it to at least need bytes. */
+static int append(ss_request *r, const void *buf, size_t len)
+{
+    if (r->wlen + len > r->wcap) {
+        size_t cap = r->wcap ? r->wcap : 256;
+        char *p;
+
+        while (cap < r->wlen + len)
+            cap *= 2;
+        if (!(p = realloc(r->wbuf, cap)))
+            return -ENOMEM;
+        r->wbuf = p;
+        r->wcap = cap;
+    }
+    memcpy(r->wbuf + r->wlen, buf, len);
+    r->wlen += len;
+    return 0;
+}
+
+int ss_sendall(ss_request *r, const void *buf, size_t len)
+{
+    int err;
+
+    if (!r || (!buf && len))
+        return -EINVAL;
+    if (r->datagram)
+        return ss__io_sendto(r, buf, len);
+    if (r->wlen && (err = ss_flush(r)) < 0)
+        return err;
+    return send_all(r, buf, len);
+}
+
+int ss_write(ss_request *r, const void *buf, size_t len)
+{
+    size_t size;
+    int err;
+
+    if (!r || (!buf && len))
+        return -EINVAL;
+    if (len > INT_MAX)
+        return -EOVERFLOW;
+    if (r->datagram)
+        return (err = append(r, buf, len)) < 0 ? err : (int)len;
+    size = r->server->handler.wbufsize;
+    if (size == 0)
+        return (err = send_all(r, buf, len)) < 0 ? err : (int)len;
+    if (r->wlen + len > size && (err = ss_flush(r)) < 0)
+        return err;
+    if (len >= size)    /* too big to buffer: straight out */
+        return (err = send_all(r, buf, len)) < 0 ? err : (int)len;
+    if (!r->wbuf && !(r->wbuf = malloc(size)))
+        return -ENOMEM;
+    r->wcap = size;
+    memcpy(r->wbuf + r->wlen, buf, len);
+    r->wlen += len;
+    return (int)len;
+}
+
+int ss_vprintf(ss_request *r, const char *fmt, va_list ap)
+{
+    char small[1024], *p = small;
+    va_list copy;
+    int n, err;
+
+    if (!r || !fmt)
+        return -EINVAL;
+    va_copy(copy, ap);
+    n = vsnprintf(small, sizeof small, fmt, copy);
+    va_end(copy);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n >= sizeof small) {
+        if (!(p = malloc((size_t)n + 1)))
+            return -ENOMEM;
+        vsnprintf(p, (size_t)n + 1, fmt, ap);
+    }
+    err = ss_write(r, p, (size_t)n);
+    if (p != small)
+        free(p);
+    return err;
+}
+
+int ss_printf(ss_request *r, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = ss_vprintf(r, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+int ss__request_end_io(ss_request *r)
+{
+    int err;
+
+    if (!r->datagram)
+        return ss_flush(r);
+    if (r->wlen == 0)
+        return 0;   /* unlike Python, no empty reply datagram */
+    err = ss__io_sendto(r, r->wbuf, r->wlen);
+    r->wlen = 0;
+    return err;
+}
+
+/* ---- rfile ------------------------------------------------------------ */
+
+/* Read more into rbuf after rend: >0, 0 at EOF (always for a datagram's
+ * packet), or -errno. Buffered bytes are kept: the buffer is compacted, and
+ * grown up to `want` bytes of unread data. */
+static ssize_t fill(ss_request *r, size_t want)
+{
+    ssize_t n;
+
+    if (r->datagram)
+        return 0;
+    if (r->rpos == r->rend)
+        r->rpos = r->rend = 0;
+    if (r->rend == r->rcap && r->rpos > 0) {
+        memmove(r->rbuf, r->rbuf + r->rpos, r->rend - r->rpos);
+        r->rend -= r->rpos;
+        r->rpos = 0;
+    }
+    if (r->rend == r->rcap) {   /* full even after compaction: grow */
+        size_t cap = r->rcap == 0 ? r->server->handler.rbufsize
+                     : r->rcap * 2 < want ? r->rcap * 2 : want;
+        char *p;
+
+        if (cap == 0)
+            cap = SS_RBUFSIZE_DEFAULT;
+        if (cap <= r->rcap)
+            cap = r->rcap * 2;
+        if (!(p = realloc(r->rbuf, cap)))
+            return -ENOMEM;
+        r->rbuf = p;
+        r->rcap = cap;
+        r->rbuf_owned = true;
+    }
+    n = ss__io_recv(r, r->rbuf + r->rend, r->rcap - r->rend);
+    if (n > 0)
+        r->rend += (size_t)n;
+    return n;
+}
+
+/* Move up to len buffered bytes to buf. */
+static size_t take(ss_request *r, void *buf, size_t len)
+{
+    size_t n = r->rend - r->rpos;
+
+    if (n > len)
+        n = len;
+    memcpy(buf, r->rbuf + r->rpos, n);
+    r->rpos += n;
+    return n;
+}
+
+ssize_t ss_recv(ss_request *r, void *buf, size_t len)
+{
+    if (!r || (!buf && len))
+        return -EINVAL;
+    if (len == 0)
+        return 0;
+    if (r->rpos < r->rend)
+        return (ssize_t)take(r, buf, len);
+    if (r->datagram)
+        return 0;
+    return ss__io_recv(r, buf, len);
+}
+
+ssize_t ss_read(ss_request *r, void *buf, size_t len)
+{
+    size_t got, chunk;
+    ssize_t n;
+
+    if (!r || (!buf && len))
+        return -EINVAL;
+    if (len > SSIZE_MAX)
+        len = SSIZE_MAX;
+    got = take(r, buf, len);
+    chunk = r->rcap ? r->rcap : r->server->handler.rbufsize;
+    if (chunk == 0)
+        chunk = SS_RBUFSIZE_DEFAULT;
+    while (got < len && !r->datagram) {
+        if (len - got >= chunk) {   /* large: no copy through rbuf */
+            n = ss__io_recv(r, (char *)buf + got, len - got);
+            if (n > 0)
+                got += (size_t)n;
+        } else if ((n = fill(r, chunk)) > 0) {
+            got += take(r, (char *)buf + got, len - got);
+        }
+        if (n == 0)
+            break;
+        if (n < 0)
+            return n;
+    }
+    return (ssize_t)got;
+}
+
+ssize_t ss_readline(ss_request *r, char *buf, size_t size)
+{
+    size_t max, scanned = 0, avail, n;
+    const char *nl;
+    ssize_t got;
+
+    if (!r || !buf || size < 2)
+        return -EINVAL;
+    max = size - 1;
+    if (max > SSIZE_MAX)
+        max = SSIZE_MAX;
+    /* Scan without consuming until a '\n' or max bytes are buffered, so a
+     * timeout in the middle of a line loses nothing. */
+    for (;;) {
+        avail = r->rend - r->rpos;
+        n = avail < max ? avail : max;
+        nl = scanned < n ? memchr(r->rbuf + r->rpos + scanned, '\n',
+                                  n - scanned) : NULL;
+        if (nl) {
+            n = (size_t)(nl - (r->rbuf + r->rpos)) + 1;
+            break;
+        }
+        if (avail >= max)
+            break;
+        scanned = avail;
+        got = fill(r, max);
+        if (got == 0) {
+            n = avail;  /* EOF: the last line as it is, then 0 */
+            break;
+        }
+        if (got < 0)
+            return got;
+    }
+    take(r, buf, n);
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* ---- accessors -------------------------------------------------------- */
+
+int ss_request_fd(const ss_request *r)
+{
+    return r ? r->fd : -1;
+}
+
+const ss_address *ss_request_client_address(const ss_request *r)
+{
+    return r ? &r->client : NULL;
+}
+
+ss_server *ss_request_server(const ss_request *r)
+{
+    return r ? r->server : NULL;
+}
+
+void *ss_request_state(ss_request *r)
+{
+    return r ? r->state : NULL;
+}
+
+const void *ss_request_packet(const ss_request *r, size_t *len)
+{
+    if (!r || !r->datagram) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = r->rcap;
+    return r->rbuf;
+}

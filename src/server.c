@@ -1,0 +1,706 @@
+/*
+ * The server object, the request pipeline and the serving loop: Python's
+ * BaseServer.
+ *
+ * The loop sleeps in poll() on the server socket and a wake-up descriptor,
+ * so ss_server_shutdown takes effect at once instead of after the poll
+ * interval (CPython's gh-88932). Shutdown is a sticky flag consumed by the
+ * serving loop, plus a condition variable that tells ss_server_shutdown the
+ * loop has returned.
+ */
+#include "internal.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SS_PACKET_SIZE_DEFAULT 8192
+#define SS_STACK_SIZE_DEFAULT  (256 * 1024)
+#define SS_BATCH               64    /* requests taken per poll wake-up */
+#define SS_BACKOFF_MIN         0.01  /* accept back-off after EMFILE, s */
+#define SS_BACKOFF_MAX         0.25
+
+/* ---- hooks ------------------------------------------------------------ */
+
+static void merge_ops(ss_server_ops *dst, const ss_server_ops *src)
+{
+#define SS__MERGE(f) if (src->f) dst->f = src->f
+    SS__MERGE(server_bind);
+    SS__MERGE(server_activate);
+    SS__MERGE(get_request);
+    SS__MERGE(verify_request);
+    SS__MERGE(process_request);
+    SS__MERGE(finish_request);
+    SS__MERGE(shutdown_request);
+    SS__MERGE(close_request);
+    SS__MERGE(handle_error);
+    SS__MERGE(handle_timeout);
+    SS__MERGE(service_actions);
+    SS__MERGE(server_close);
+#undef SS__MERGE
+}
+
+static void rebuild_ops(ss_server *s)
+{
+    s->base = *s->type->ops;
+    if (s->model)
+        merge_ops(&s->base, s->model->ops);
+    s->ops = s->base;
+    merge_ops(&s->ops, &s->overrides);
+}
+
+int ss_server_override(ss_server *s, const ss_server_ops *overrides)
+{
+    if (!s || !overrides)
+        return -EINVAL;
+    merge_ops(&s->overrides, overrides);
+    rebuild_ops(s);
+    return 0;
+}
+
+const ss_server_ops *ss_server_base_ops(const ss_server *s)
+{
+    return s ? &s->base : NULL;
+}
+
+const ss_server_ops *ss_server_ops_current(const ss_server *s)
+{
+    return s ? &s->ops : NULL;
+}
+
+int ss__server_set_model(ss_server *s, const ss__model *model, void *state)
+{
+    if (s->model || atomic_load(&s->started))
+        return -EBUSY;
+    s->model = model;
+    s->model_state = state;
+    rebuild_ops(s);
+    return 0;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+/* Create the server socket; for "all interfaces" fall back from a
+ * dual-stack IPv6 socket to IPv4 where IPv6 is unavailable. */
+static int open_socket(ss_server *s)
+{
+    int fd = ss__socket(s->address.storage.ss_family, s->type->socktype, true);
+
+    if (fd == -EAFNOSUPPORT && ss__address_is_any6(&s->address)) {
+        int port = ss_address_port(&s->address);
+        struct sockaddr_in *sin = (struct sockaddr_in *)&s->address.storage;
+
+        memset(&s->address, 0, sizeof s->address);
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        sin->sin_port = htons((uint16_t)port);
+        s->address.len = sizeof *sin;
+        fd = ss__socket(AF_INET, s->type->socktype, true);
+    }
+    if (fd < 0) {
+        char a[SS_ADDRESS_STRLEN];
+
+        return ss__error(fd, "socket %s",
+                         ss_address_format(&s->address, a, sizeof a));
+    }
+    atomic_store(&s->fd, fd);
+    return 0;
+}
+
+static int check_arguments(const ss__type *type, const char *func,
+                           const char *address, const ss_handler *handler,
+                           ss_address *out)
+{
+    int err;
+
+    if (!handler)
+        return ss__error(-EINVAL, "%s: no handler", func);
+    if (!handler->handle)
+        return ss__error(-EINVAL, "%s: handler has no handle function", func);
+    if (!address || !*address)
+        return ss__error(-EINVAL, "%s: address is %s", func,
+                         address ? "empty" : "NULL");
+    err = type->unix_family ? ss__address_parse_unix(out, address)
+                            : ss_address_parse(out, address);
+    if (err < 0) {
+        char why[512];
+
+        snprintf(why, sizeof why, "%s", ss_last_error());
+        ss__set_error("%s: %s", func, why);
+        return err;
+    }
+    if (!type->unix_family && ss__address_is_unix(out))
+        return ss__error(-EINVAL, "%s: '%s' is a Unix socket path; use the "
+                         "unix server types for it", func, address);
+    return 0;
+}
+
+static ss_server *server_alloc(const ss__type *type, const ss_handler *handler,
+                               const ss_server_options *options)
+{
+    ss_server *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return NULL;
+    s->type = type;
+    s->handler = *handler;
+    if (options)
+        s->options = *options;
+    s->timeout = s->options.timeout;
+    s->max_packet_size = s->options.max_packet_size
+                         ? s->options.max_packet_size : SS_PACKET_SIZE_DEFAULT;
+    s->stack_size = s->options.thread_stack_size
+                    ? s->options.thread_stack_size : SS_STACK_SIZE_DEFAULT;
+    atomic_init(&s->fd, -1);
+    s->wake.rfd = s->wake.wfd = -1;
+    s->owner_pid = getpid();
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->reg_lock, NULL);
+    rebuild_ops(s);
+    return s;
+}
+
+ss_server *ss__server_new(const ss__type *type, const char *func,
+                          const char *address, const ss_handler *handler,
+                          const ss_server_options *options)
+{
+    ss_address addr;
+    ss_server *s;
+    int err;
+
+    ss__clear_error();
+    if ((err = check_arguments(type, func, address, handler, &addr)) < 0) {
+        errno = -err;
+        return NULL;
+    }
+    if (!(s = server_alloc(type, handler, options))) {
+        ss__error(-ENOMEM, "%s", func);
+        errno = ENOMEM;
+        return NULL;
+    }
+    s->address = addr;
+    err = ss__wakeup_open(&s->wake);
+    if (err < 0)
+        ss__error(err, "%s: wake-up descriptor", func);
+    if (!err && type->socktype == SOCK_DGRAM &&
+        !(s->scratch = malloc(s->max_packet_size)))
+        err = ss__error(-ENOMEM, "%s: receive buffer", func);
+    if (!err)
+        err = open_socket(s);
+    if (!err && !s->options.defer_bind) {
+        err = ss_server_bind(s);
+        if (!err)
+            err = ss_server_activate(s);
+    }
+    if (err < 0) {
+        char why[512];
+
+        /* Closing must not overwrite the reason. */
+        snprintf(why, sizeof why, "%s", ss_last_error());
+        ss_server_free(s);
+        ss__set_error("%s", why);
+        errno = -err;
+        return NULL;
+    }
+    return s;
+}
+
+int ss_server_bind(ss_server *s)
+{
+    int err;
+
+    if (!s || atomic_load(&s->closed) || s->bound)
+        return -EINVAL;
+    if ((err = s->ops.server_bind(s)) == 0)
+        s->bound = true;
+    return err;
+}
+
+int ss_server_activate(ss_server *s)
+{
+    int err;
+
+    if (!s || atomic_load(&s->closed) || !s->bound || s->activated)
+        return -EINVAL;
+    if ((err = s->ops.server_activate(s)) == 0)
+        s->activated = true;
+    return err;
+}
+
+const ss_address *ss_server_address(const ss_server *s)
+{
+    return s ? &s->address : NULL;
+}
+
+int ss_server_fileno(const ss_server *s)
+{
+    return s ? atomic_load(&s->fd) : -1;
+}
+
+void *ss_server_data(const ss_server *s)
+{
+    return s ? s->options.data : NULL;
+}
+
+int ss_server_active_handlers(const ss_server *s)
+{
+    return s && s->model && s->model->active ? s->model->active(s) : 0;
+}
+
+void ss_server_close(ss_server *s)
+{
+    if (!s || atomic_exchange(&s->closed, true))
+        return;
+    if (s->prefork)
+        ss__prefork_close(s);
+    s->ops.server_close(s);
+}
+
+void ss_server_free(ss_server *s)
+{
+    if (!s)
+        return;
+    ss_server_close(s);
+    if (s->prefork)
+        ss__prefork_free(s);
+    if (s->model && s->model->destroy)
+        s->model->destroy(s);
+    ss__wakeup_close(&s->wake);
+    free(s->scratch);
+    free(s->unix_path);
+    pthread_mutex_destroy(&s->reg_lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* ---- the pipeline ------------------------------------------------------- */
+
+void ss__end_request(ss_server *s, ss_request *r)
+{
+    s->ops.shutdown_request(s, r);
+    ss__request_unref(r);
+}
+
+int ss__dispatch(ss_server *s, ss_request *r)
+{
+    int err;
+
+    if (!s->ops.verify_request(s, r, &r->client)) {
+        ss__end_request(s, r);
+        return 0;
+    }
+    err = s->ops.process_request(s, r, &r->client);
+    if (err == 0)
+        return 0;   /* the request is ended, or owned by a thread/child */
+    if (err != SS_ABORT)
+        s->ops.handle_error(s, r, &r->client, err);
+    ss__end_request(s, r);
+    return err == SS_ABORT ? SS_ABORT : 0;
+}
+
+int ss__run_request(ss_server *s, ss_request *r)
+{
+    int err = s->ops.finish_request(s, r, &r->client);
+
+    if (err != 0 && err != SS_ABORT)
+        s->ops.handle_error(s, r, &r->client, err);
+    ss__end_request(s, r);
+    return err;
+}
+
+bool ss__base_verify_request(ss_server *s, ss_request *r,
+                             const ss_address *client)
+{
+    (void)s, (void)r, (void)client;
+    return true;
+}
+
+int ss__base_process_request(ss_server *s, ss_request *r,
+                             const ss_address *client)
+{
+    int err = s->ops.finish_request(s, r, client);
+
+    if (err != 0)
+        return err;     /* the caller reports it and ends the request */
+    ss__end_request(s, r);
+    return 0;
+}
+
+int ss__base_finish_request(ss_server *s, ss_request *r,
+                            const ss_address *client)
+{
+    const ss_handler *h = &s->handler;
+    int err, end_err;
+
+    if (r->pending_error)
+        return r->pending_error;
+    r->what = "setup";
+    if ((err = ss__request_begin(r)) < 0)
+        return err;
+    if (h->setup && (err = h->setup(r, client, s)) != 0)
+        return err;
+    r->what = "handle";
+    err = h->handle(r, client, s);
+    if (h->finish)
+        h->finish(r, client, s);
+    /* As Python's finish: a final flush error on a stream is ignored; a
+     * datagram reply that cannot be sent is an error of its own. */
+    end_err = ss__request_end_io(r);
+    if (end_err < 0 && err == 0 && r->datagram) {
+        r->what = "sendto";
+        err = end_err;
+    }
+    return err;
+}
+
+void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
+                     int err)
+{
+    static const char rule[] = "----------------------------------------";
+    char a[SS_ADDRESS_STRLEN], why[64];
+
+    (void)s;
+    if (err < 0)
+        snprintf(why, sizeof why, "%s", ss_strerror(err));
+    else
+        snprintf(why, sizeof why, "returned %d", err);
+    ss__log("%s\nException occurred during processing of request from "
+            "%s\n%s: %s\n%s", rule, ss_address_format(client, a, sizeof a),
+            r && r->what ? r->what : "request", why, rule);
+}
+
+void ss__base_handle_error(ss_server *s, ss_request *r,
+                           const ss_address *client, int err)
+{
+    ss__print_error(s, r, client, err);
+}
+
+void ss__base_nothing(ss_server *s)
+{
+    (void)s;
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+bool ss__shutdown_requested(const ss_server *s)
+{
+    return atomic_load_explicit(&s->shutdown_request,
+                                memory_order_acquire) != 0;
+}
+
+double ss__drain_left(const ss_server *s)
+{
+    int64_t end = atomic_load_explicit(&s->drain_deadline_ns,
+                                       memory_order_relaxed);
+    int64_t now;
+
+    if (end == 0)
+        return -1;
+    now = ss__now_ns();
+    return end > now ? (double)(end - now) / 1e9 : 0;
+}
+
+void ss_server_request_shutdown(ss_server *s)
+{
+    if (!s)
+        return;
+    atomic_store_explicit(&s->shutdown_request, 1, memory_order_release);
+    if (s->options.close_timeout > 0) {
+        long long none = 0;
+        long long end = (long long)ss__now_ns() +
+                        (long long)(s->options.close_timeout * 1e9);
+
+        atomic_compare_exchange_strong(&s->drain_deadline_ns, &none, end);
+    }
+    ss__wakeup_signal(&s->wake);
+}
+
+void ss_server_shutdown(ss_server *s)
+{
+    if (!s)
+        return;
+    ss_server_request_shutdown(s);
+    pthread_mutex_lock(&s->lock);
+    if (s->serving && !pthread_equal(s->serving_thread, pthread_self()))
+        while (s->serving)
+            pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int ss__begin_serving(ss_server *s)
+{
+    int err = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->serving)
+        err = -EBUSY;
+    else if (atomic_load(&s->closed) || atomic_load(&s->fd) < 0 || !s->bound)
+        err = -EBADF;
+    if (err == 0) {
+        s->serving = true;
+        s->serving_thread = pthread_self();
+        atomic_store(&s->started, true);
+        /* A new serving period starts without a drain, unless a sticky
+         * shutdown is about to end it at once. */
+        if (!ss__shutdown_requested(s))
+            atomic_store(&s->drain_deadline_ns, 0);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+void ss__end_serving(ss_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&s->shutdown_request, 0);
+    ss__wakeup_drain(&s->wake);
+    s->serving = false;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- the serving loop ------------------------------------------------------ */
+
+/* accept() ran out of descriptors or memory: stop polling the listener for a
+ * while (doubling up to SS_BACKOFF_MAX) instead of spinning on it. */
+static void accept_backoff(ss_server *s, int err)
+{
+    char a[SS_ADDRESS_STRLEN];
+
+    s->accept_delay = s->accept_delay == 0 ? SS_BACKOFF_MIN
+                      : s->accept_delay * 2 > SS_BACKOFF_MAX ? SS_BACKOFF_MAX
+                      : s->accept_delay * 2;
+    s->accept_resume = ss__now() + s->accept_delay;
+    if (!s->accept_logged)
+        ss__log("libsockserver: accept on %s: %s; pausing accepts until "
+                "resources are free",
+                ss_address_format(&s->address, a, sizeof a), ss_strerror(err));
+    s->accept_logged = true;
+}
+
+static bool can_accept(ss_server *s)
+{
+    if (s->accept_resume != 0) {
+        if (ss__now() < s->accept_resume)
+            return false;
+        s->accept_resume = 0;
+    }
+    return !s->model || !s->model->accepting || s->model->accepting(s);
+}
+
+/* What get_request's error means for the loop: 0 to go on polling, or a
+ * fatal error that ends serve_forever. */
+static int get_request_failed(ss_server *s, int err)
+{
+    switch (-err) {
+    case EAGAIN:
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:         /* a firewall refused the connection */
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case ENOPROTOOPT:
+    case ECONNREFUSED:  /* an ICMP error queued on a datagram socket */
+    case ETIMEDOUT:
+        return 0;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+        accept_backoff(s, err);
+        return 0;
+    case EBADF:
+    case EINVAL:
+    case ENOTSOCK:
+    case EOPNOTSUPP:
+        return err;
+    default:
+        ss__log("libsockserver: get_request: %s", ss_strerror(err));
+        return 0;
+    }
+}
+
+/* The server socket is readable: take up to SS_BATCH requests, as long as
+ * no shutdown is requested and the model has room. Returns 0, SS_ABORT or
+ * a fatal error. */
+static int handle_ready(ss_server *s)
+{
+    ss_request *r;
+    int i, err;
+
+    for (i = 0; i < SS_BATCH; i++) {
+        if (i > 0 && (ss__shutdown_requested(s) || !can_accept(s)))
+            break;
+        if ((err = s->ops.get_request(s, &r)) < 0)
+            return get_request_failed(s, err);
+        if (s->accept_delay != 0) {
+            s->accept_delay = 0;
+            s->accept_logged = false;
+        }
+        err = ss__dispatch(s, r);
+        s->ops.service_actions(s);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static int poll_timeout_ms(ss_server *s, double interval, bool listening)
+{
+    double until = ss__now() + interval;
+
+    if (!listening && s->accept_resume != 0 && s->accept_resume < until)
+        until = s->accept_resume;
+    return ss__ms_until(until);
+}
+
+int ss__serve_loop(ss_server *s, double poll_interval)
+{
+    double interval = poll_interval > 0 ? poll_interval : 0.5;
+    int err;
+
+    if ((err = ss__begin_serving(s)) < 0)
+        return err;
+    while (!ss__shutdown_requested(s)) {
+        bool listening = can_accept(s);
+        struct pollfd p[2] = {
+            {.fd = s->wake.rfd, .events = POLLIN},
+            {.fd = atomic_load(&s->fd), .events = POLLIN},
+        };
+        int n = poll(p, listening ? 2 : 1,
+                     poll_timeout_ms(s, interval, listening));
+
+        if (n < 0 && errno != EINTR) {
+            err = -errno;
+            break;
+        }
+        /* bpo-35017: a shutdown during poll() wins over a ready socket. */
+        if (ss__shutdown_requested(s))
+            break;
+        if (n > 0 && p[0].revents)
+            ss__wakeup_drain(&s->wake);
+        if (n > 0 && listening && p[1].revents) {
+            if ((err = handle_ready(s)) != 0)
+                break;
+        } else {
+            s->ops.service_actions(s);
+        }
+    }
+    ss__end_serving(s);
+    return err;
+}
+
+int ss_serve_forever(ss_server *s, double poll_interval)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->prefork && !ss__prefork_is_worker(s))
+        return ss__prefork_serve(s, poll_interval);
+    return ss__serve_loop(s, poll_interval);
+}
+
+int ss_handle_request(ss_server *s)
+{
+    double deadline;
+    ss_request *r;
+    int n, err;
+
+    if (!s)
+        return -EINVAL;
+    if (atomic_load(&s->closed) || atomic_load(&s->fd) < 0 || !s->bound)
+        return -EBADF;
+    atomic_store(&s->started, true);
+    deadline = s->timeout > 0 ? ss__now() + s->timeout : -1;
+    for (;;) {
+        struct pollfd p = {.fd = atomic_load(&s->fd), .events = POLLIN};
+
+        n = poll(&p, 1, deadline < 0 ? -1 : ss__ms_until(deadline));
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n <= 0) {
+            if (deadline >= 0 && ss__now() >= deadline) {
+                s->ops.handle_timeout(s);
+                return -ETIMEDOUT;
+            }
+            continue;   /* EINTR, or poll rounding: wait for the rest */
+        }
+        err = s->ops.get_request(s, &r);
+        if (err == -EAGAIN || err == -EINTR || err == -ECONNABORTED)
+            continue;   /* taken by another process, or gone */
+        if (err < 0)
+            return err;
+        return ss__dispatch(s, r);
+    }
+}
+
+/* ---- broadcast ---------------------------------------------------------- */
+
+static int lock_until(pthread_mutex_t *m, double deadline)
+{
+    struct timespec ts;
+
+    ss__abstime(&ts, CLOCK_REALTIME, deadline - ss__now());
+    return -pthread_mutex_timedlock(m, &ts);
+}
+
+/* Send all of buf to one receiver before `deadline`. A receiver that
+ * cannot take it in time has its connection shut down: it is stalled, and
+ * a partial message would corrupt its stream anyway. */
+static int broadcast_one(ss_request *r, const char *buf, size_t len,
+                         double deadline)
+{
+    size_t off = 0;
+    ssize_t n;
+    int err;
+
+    if ((err = lock_until(&r->wlock, deadline)) < 0)
+        return err;     /* busy sending its own reply for too long */
+    err = r->fd < 0 ? -EBADF : 0;
+    while (!err && off < len) {
+        n = send(r->fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n >= 0)
+            off += (size_t)n;
+        else if (errno == EAGAIN || errno == EWOULDBLOCK)
+            err = ss__io_poll(r->fd, POLLOUT, deadline);
+        else if (errno != EINTR)
+            err = -errno;
+    }
+    if (err == -ETIMEDOUT)
+        shutdown(r->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&r->wlock);
+    return err;
+}
+
+int ss_server_broadcast(ss_server *s, const void *buf, size_t len,
+                        const ss_request *except)
+{
+    ss_request **list;
+    double deadline;
+    int i, n, reached = 0;
+
+    if (!s || (!buf && len))
+        return -EINVAL;
+    if (s->prefork || (s->model && !s->model->same_process))
+        return -ENOTSUP;
+    if (s->type->socktype != SOCK_STREAM)
+        return 0;
+    if ((n = ss__registry_snapshot(s, except, &list)) < 0)
+        return n;
+    deadline = ss__now() + (s->handler.timeout > 0 ? s->handler.timeout : 1.0);
+    for (i = 0; i < n; i++) {
+        if (broadcast_one(list[i], buf, len, deadline) == 0)
+            reached++;
+        ss__request_unref(list[i]);
+    }
+    free(list);
+    return reached;
+}
