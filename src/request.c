@@ -283,6 +283,8 @@ static size_t take(ss_request *r, void *buf, size_t len)
 
     if (n > len)
         n = len;
+    if (n == 0)
+        return 0;
     memcpy(buf, r->rbuf + r->rpos, n);
     r->rpos += n;
     return n;

@@ -10,6 +10,7 @@
 #include "helpers.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -348,7 +349,7 @@ static struct {
     int          sent1, sent2;
     char         received[64];
     pthread_t    main_thread;
-    volatile sig_atomic_t interrupted;
+    atomic_int   interrupted;
     char         response1[64];
     ssize_t      received2;
     const ss_address *address;
@@ -357,7 +358,7 @@ static struct {
 static void on_sigusr1(int sig)
 {
     (void)sig;
-    wt.interrupted = 1;
+    atomic_store(&wt.interrupted, 1);
 }
 
 static int writer_handle(ss_request *r, const ss_address *c, ss_server *s)
@@ -387,7 +388,7 @@ static void *writer_client(void *arg)
     send_all_fd(fd, "client response\n", 16);
     recv_exact(fd, buf, 100);
     /* Signal the server thread, blocked in send, until it noticed. */
-    while (!wt.interrupted) {
+    while (!atomic_load(&wt.interrupted)) {
         pthread_kill(wt.main_thread, SIGUSR1);
         sleep_ms(10);
     }
@@ -422,7 +423,7 @@ static void test_write(void **state)
     assert_string_equal(wt.received, "client response\n");
     assert_int_equal(wt.sent2, SOCK_MAX_SIZE);
     assert_int_equal(wt.received2, SOCK_MAX_SIZE - 100);
-    assert_true(wt.interrupted);
+    assert_true(atomic_load(&wt.interrupted));
 }
 
 /* ---- MiscTestCase ---------------------------------------------------------- */

@@ -1,0 +1,986 @@
+/*
+ * The server: Python's pipeline and hook order, the serving loop and
+ * shutdown, handle_request timeouts, accept back-off, addresses, Unix
+ * sockets, handler options and bad input. Every test checks that no
+ * descriptor leaked.
+ */
+#include "helpers.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fds_before;
+
+static int setup_fds(void **state)
+{
+    (void)state;
+    fds_before = count_fds();
+    return 0;
+}
+
+static int check_fds(void **state)
+{
+    int n = settle_fds(fds_before);
+
+    (void)state;
+    if (n != fds_before) {
+        print_error("descriptor leak: %d open, %d before the test\n", n,
+                    fds_before);
+        return -1;
+    }
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_fds, check_fds)
+
+/* ---- the pipeline, recorded -------------------------------------------- */
+
+static char trace[1024];
+
+static void note(const char *what)
+{
+    if (trace[0])
+        strcat(trace, " ");
+    strcat(trace, what);
+}
+
+static int rec_get_request(ss_server *s, ss_request **r)
+{
+    int err = ss_server_base_ops(s)->get_request(s, r);
+
+    if (err == 0)
+        note("get_request");
+    return err;
+}
+
+static bool verdict = true;
+
+static bool rec_verify(ss_server *s, ss_request *r, const ss_address *c)
+{
+    (void)s, (void)r, (void)c;
+    note("verify_request");
+    return verdict;
+}
+
+static int rec_process(ss_server *s, ss_request *r, const ss_address *c)
+{
+    note("process_request");
+    return ss_server_base_ops(s)->process_request(s, r, c);
+}
+
+static int rec_finish(ss_server *s, ss_request *r, const ss_address *c)
+{
+    int err;
+
+    note("finish_request(");
+    err = ss_server_base_ops(s)->finish_request(s, r, c);
+    note(")");
+    return err;
+}
+
+static void rec_shutdown(ss_server *s, ss_request *r)
+{
+    note("shutdown_request");
+    ss_server_base_ops(s)->shutdown_request(s, r);
+}
+
+static void rec_close(ss_server *s, ss_request *r)
+{
+    note("close_request");
+    ss_server_base_ops(s)->close_request(s, r);
+}
+
+static int last_err;
+
+static void rec_error(ss_server *s, ss_request *r, const ss_address *c, int err)
+{
+    (void)s, (void)r, (void)c;
+    last_err = err;
+    note("handle_error");
+}
+
+static int handle_status, setup_status;
+
+static int rec_setup(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    note("setup");
+    return setup_status;
+}
+
+static int rec_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    note("handle");
+    return handle_status;
+}
+
+static void rec_handler_finish(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    note("finish");
+}
+
+static const ss_server_ops recording = {
+    .get_request = rec_get_request,
+    .verify_request = rec_verify,
+    .process_request = rec_process,
+    .finish_request = rec_finish,
+    .shutdown_request = rec_shutdown,
+    .close_request = rec_close,
+    .handle_error = rec_error,
+};
+
+/* One request through a recording synchronous TCP server. */
+static int traced_request(int handle_rc, int setup_rc, bool verify)
+{
+    ss_handler h = {.handle = rec_handle, .setup = rec_setup,
+                    .finish = rec_handler_finish};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    int fd, rc;
+
+    assert_non_null(s);
+    ss_server_override(s, &recording);
+    trace[0] = '\0';
+    handle_status = handle_rc;
+    setup_status = setup_rc;
+    verdict = verify;
+    last_err = 0;
+    fd = client_connect(ss_server_address(s));
+    rc = ss_handle_request(s);
+    close(fd);
+    ss_server_free(s);
+    return rc;
+}
+
+static void test_hook_order_of_a_handled_request(void **state)
+{
+    (void)state;
+    assert_int_equal(traced_request(0, 0, true), 0);
+    assert_string_equal(trace, "get_request verify_request process_request "
+                        "finish_request( setup handle finish ) "
+                        "shutdown_request close_request");
+}
+
+static void test_handler_error_reaches_handle_error_then_one_shutdown(void **state)
+{
+    (void)state;
+    assert_int_equal(traced_request(-EPROTO, 0, true), 0);
+    assert_int_equal(last_err, -EPROTO);
+    assert_string_equal(trace, "get_request verify_request process_request "
+                        "finish_request( setup handle finish ) "
+                        "handle_error shutdown_request close_request");
+}
+
+static void test_setup_failure_skips_handle_and_finish(void **state)
+{
+    (void)state;
+    assert_int_equal(traced_request(0, -EACCES, true), 0);
+    assert_int_equal(last_err, -EACCES);
+    assert_string_equal(trace, "get_request verify_request process_request "
+                        "finish_request( setup ) handle_error "
+                        "shutdown_request close_request");
+}
+
+static void test_refused_request_goes_straight_to_shutdown(void **state)
+{
+    (void)state;
+    assert_int_equal(traced_request(0, 0, false), 0);
+    assert_string_equal(trace, "get_request verify_request shutdown_request "
+                        "close_request");
+}
+
+static void test_abort_is_not_handled_and_propagates(void **state)
+{
+    (void)state;
+    assert_int_equal(traced_request(SS_ABORT, 0, true), SS_ABORT);
+    assert_string_equal(trace, "get_request verify_request process_request "
+                        "finish_request( setup handle finish ) "
+                        "shutdown_request close_request");
+}
+
+static int fail_process(ss_server *s, ss_request *r, const ss_address *c)
+{
+    (void)s, (void)r, (void)c;
+    note("process_request");
+    return -EAGAIN;     /* as a failed pthread_create or fork would */
+}
+
+static void test_process_request_failure_is_reported_and_ended_once(void **state)
+{
+    ss_handler h = {.handle = rec_handle};
+    ss_server_ops ov = {.process_request = fail_process};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    int fd;
+
+    (void)state;
+    ss_server_override(s, &recording);
+    ss_server_override(s, &ov);
+    trace[0] = '\0';
+    verdict = true;
+    fd = client_connect(ss_server_address(s));
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_string_equal(trace, "get_request verify_request process_request "
+                        "handle_error shutdown_request close_request");
+    assert_int_equal(last_err, -EAGAIN);
+    close(fd);
+    ss_server_free(s);
+}
+
+static void test_serve_forever_returns_abort_from_a_sync_handler(void **state)
+{
+    ss_handler h = {.handle = rec_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    int fd;
+
+    (void)state;
+    handle_status = SS_ABORT;
+    fd = client_connect(ss_server_address(s));
+    assert_int_equal(ss_serve_forever(s, 0.01), SS_ABORT);
+    close(fd);
+    ss_server_free(s);
+    handle_status = 0;
+}
+
+/* ---- the default handle_error -------------------------------------------- */
+
+static int reset_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    return -ECONNRESET;
+}
+
+static void one_request(void *arg)
+{
+    ss_server *s = arg;
+    int fd = client_connect(ss_server_address(s));
+
+    assert_int_equal(ss_handle_request(s), 0);
+    close(fd);
+}
+
+static void test_default_handle_error_prints_pythons_block(void **state)
+{
+    ss_handler h = {.handle = reset_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char *out;
+
+    (void)state;
+    out = capture_stderr(one_request, s);
+    ss_server_free(s);
+    expect_true(strncmp(out, "----------------------------------------\n"
+                        "Exception occurred during processing of request "
+                        "from 127.0.0.1:", 95) == 0, "got:\n%s", out);
+    expect_true(strstr(out, "\nhandle: Connection reset by peer\n"
+                       "----------------------------------------\n"),
+                "got:\n%s", out);
+    free(out);
+}
+
+/* ---- serve_forever and shutdown ------------------------------------------ */
+
+static void test_shutdown_is_prompt_whatever_the_poll_interval(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+    double t0;
+
+    (void)state;
+    serve_in_thread(&sv, s, 3600.0);
+    sleep_ms(50);   /* let it sleep in poll() */
+    t0 = now();
+    stop_serving(&sv);
+    /* Python would wait for the poll interval: an hour here. */
+    expect_true(now() - t0 < 5.0, "shutdown took %.3f s", now() - t0);
+    ss_server_free(s);
+}
+
+static atomic_int actions;
+
+static void count_actions(ss_server *s)
+{
+    (void)s;
+    atomic_fetch_add(&actions, 1);
+}
+
+static bool n_actions(void *arg)
+{
+    return atomic_load(&actions) >= *(int *)arg;
+}
+
+static void test_service_actions_runs_every_poll_interval(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_ops ov = {.service_actions = count_actions};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+
+    (void)state;
+    ss_server_override(s, &ov);
+    atomic_store(&actions, 0);
+    serve_in_thread(&sv, s, 0.01);
+    expect_true(wait_for(n_actions, &(int){5}, WAIT_LIMIT),
+                "service_actions ran %d times", atomic_load(&actions));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_service_actions_runs_after_each_request(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_ops ov = {.service_actions = count_actions};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+    int i;
+
+    (void)state;
+    ss_server_override(s, &ov);
+    serve_in_thread(&sv, s, 3600.0);
+    sleep_ms(20);
+    atomic_store(&actions, 0);
+    for (i = 0; i < 3; i++)
+        stream_examine(ss_server_address(s));
+    /* the poll interval is an hour: only requests can run it */
+    expect_true(wait_for(n_actions, &(int){3}, WAIT_LIMIT),
+                "service_actions ran %d times for 3 requests",
+                atomic_load(&actions));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_shutdown_request_is_sticky(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+
+    (void)state;
+    ss_server_request_shutdown(s);
+    /* made before serve_forever: it returns at once, consuming it */
+    assert_int_equal(ss_serve_forever(s, 3600.0), 0);
+    /* the next serve_forever serves */
+    serve_in_thread(&sv, s, 3600.0);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_shutdown_of_a_server_not_serving_returns_at_once(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+
+    (void)state;
+    ss_server_shutdown(s);  /* Python would block forever */
+    assert_int_equal(ss_serve_forever(s, 3600.0), 0);
+    ss_server_free(s);
+}
+
+static int shutdown_from_handler(ss_request *r, const ss_address *c,
+                                 ss_server *s)
+{
+    (void)c;
+    ss_server_shutdown(s);  /* only asks: no deadlock */
+    return ss_write(r, "bye\n", 4) == 4 ? 0 : -EIO;
+}
+
+static void test_shutdown_from_the_serving_thread_only_asks(void **state)
+{
+    ss_handler h = {.handle = shutdown_from_handler};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+    char line[16];
+    int fd;
+
+    (void)state;
+    serve_in_thread(&sv, s, 3600.0);
+    fd = client_connect(ss_server_address(s));
+    assert_int_equal(recv_line(fd, line, sizeof line), 4);
+    close(fd);
+    assert_int_equal(pthread_join(sv.thread, NULL), 0);
+    assert_int_equal(sv.rc, 0);
+    ss_server_free(s);
+}
+
+static ss_server *signal_target;
+
+static void on_sigusr2(int sig)
+{
+    (void)sig;
+    ss_server_request_shutdown(signal_target);
+}
+
+static void test_request_shutdown_from_a_signal_handler(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    struct sigaction sa = {.sa_handler = on_sigusr2}, old;
+    served sv;
+
+    (void)state;
+    signal_target = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR2, &sa, &old);
+    serve_in_thread(&sv, signal_target, 3600.0);
+    sleep_ms(20);
+    pthread_kill(sv.thread, SIGUSR2);
+    assert_int_equal(pthread_join(sv.thread, NULL), 0);
+    assert_int_equal(sv.rc, 0);
+    sigaction(SIGUSR2, &old, NULL);
+    ss_server_free(signal_target);
+}
+
+static void test_serving_twice_at_once_is_ebusy(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+
+    (void)state;
+    serve_in_thread(&sv, s, 3600.0);
+    stream_examine(ss_server_address(s));   /* it is serving now */
+    assert_int_equal(ss_serve_forever(s, 1.0), -EBUSY);
+    stop_serving(&sv);
+    ss_server_close(s);
+    assert_int_equal(ss_serve_forever(s, 1.0), -EBADF);
+    ss_server_free(s);
+}
+
+/* ---- handle_request timeout ------------------------------------------- */
+
+static int timeouts;
+
+static void count_timeout(ss_server *s)
+{
+    (void)s;
+    timeouts++;
+}
+
+static volatile sig_atomic_t alarms;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
+static void check_timeout(bool with_signals)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.timeout = 0.3};
+    ss_server_ops ov = {.handle_timeout = count_timeout};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    struct itimerval every = {{0, 20000}, {0, 20000}}, off = {{0, 0}, {0, 0}};
+    double t0, took;
+
+    ss_server_override(s, &ov);
+    timeouts = 0;
+    alarms = 0;
+    if (with_signals) {
+        sigemptyset(&sa.sa_mask);   /* no SA_RESTART: poll sees EINTR */
+        sigaction(SIGALRM, &sa, &old);
+        setitimer(ITIMER_REAL, &every, NULL);
+    }
+    t0 = now();
+    assert_int_equal(ss_handle_request(s), -ETIMEDOUT);
+    took = now() - t0;
+    if (with_signals) {
+        setitimer(ITIMER_REAL, &off, NULL);
+        sigaction(SIGALRM, &old, NULL);
+        expect_true(alarms >= 3, "only %d signals arrived", (int)alarms);
+    }
+    assert_int_equal(timeouts, 1);
+    expect_true(took >= 0.3, "returned after %.3f s, before the timeout", took);
+    expect_true(took < 0.3 + WAIT_LIMIT, "returned after %.3f s", took);
+    ss_server_free(s);
+}
+
+static void test_handle_request_times_out_and_calls_handle_timeout(void **state)
+{
+    (void)state;
+    check_timeout(false);
+}
+
+static void test_handle_request_timeout_holds_across_eintr(void **state)
+{
+    (void)state;
+    check_timeout(true);
+}
+
+/* ---- accept errors ----------------------------------------------------- */
+
+static atomic_int aborted_once;
+
+static int abort_first(ss_server *s, ss_request **r)
+{
+    if (atomic_fetch_add(&aborted_once, 1) == 0)
+        return -ECONNABORTED;
+    return ss_server_base_ops(s)->get_request(s, r);
+}
+
+static void test_econnaborted_is_ignored(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_ops ov = {.get_request = abort_first};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+
+    (void)state;
+    ss_server_override(s, &ov);
+    atomic_store(&aborted_once, 0);
+    serve_in_thread(&sv, s, 0.01);
+    stream_examine(ss_server_address(s));
+    assert_true(atomic_load(&aborted_once) >= 2);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static double thread_cpu(pthread_t t)
+{
+    clockid_t c;
+    struct timespec ts;
+
+    pthread_getcpuclockid(t, &c);
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_emfile_backs_off_and_resumes(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    struct rlimit old, low;
+    int fillers[64], nfill = 0, fd, i;
+    char line[64], *out;
+    served sv;
+    double cpu;
+
+    (void)state;
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    /* Run the process out of descriptors, then connect: accept fails. */
+    getrlimit(RLIMIT_NOFILE, &old);
+    low = old;
+    low.rlim_cur = (rlim_t)count_fds() + 8;
+    setrlimit(RLIMIT_NOFILE, &low);
+    out = NULL;
+    close(fd);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    while (nfill < 64 && (fillers[nfill] = dup(0)) >= 0)
+        nfill++;
+    assert_int_equal(send_all_fd(fd, TEST_STR, strlen(TEST_STR)), 0);
+    cpu = thread_cpu(sv.thread);
+    sleep_ms(500);
+    cpu = thread_cpu(sv.thread) - cpu;
+    expect_true(cpu < 0.25, "the serving thread spun: %.3f s of CPU in 0.5 s",
+                cpu);
+    /* Descriptors free again: the waiting client is served. */
+    for (i = 0; i < nfill; i++)
+        close(fillers[i]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    assert_int_equal(recv_line(fd, line, sizeof line), (ssize_t)strlen(TEST_STR));
+    assert_string_equal(line, TEST_STR);
+    close(fd);
+    stop_serving(&sv);
+    ss_server_free(s);
+    free(out);
+}
+
+/* ---- addresses ------------------------------------------------------------ */
+
+static bool have_ipv6(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void serve_and_examine(const char *address, const char *expect_prefix)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new(address, &h, NULL);
+    char text[SS_ADDRESS_STRLEN];
+    served sv;
+
+    expect_true(s != NULL, "%s: %s", address, ss_last_error());
+    ss_address_format(ss_server_address(s), text, sizeof text);
+    expect_true(strncmp(text, expect_prefix, strlen(expect_prefix)) == 0,
+                "bound to %s, expected %s...", text, expect_prefix);
+    assert_true(ss_address_port(ss_server_address(s)) > 0);
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_port_zero_gives_the_real_port(void **state)
+{
+    (void)state;
+    serve_and_examine("127.0.0.1:0", "127.0.0.1:");
+}
+
+static void test_host_name_address(void **state)
+{
+    (void)state;
+    serve_and_examine("localhost:0", "127.0.0.1:");
+}
+
+static void test_ipv6_loopback(void **state)
+{
+    (void)state;
+    if (!have_ipv6())
+        skip();
+    serve_and_examine("[::1]:0", "[::1]:");
+}
+
+static void test_all_interfaces_serve_ipv4_and_ipv6(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new(":0", &h, NULL);
+    ss_address v4, v6;
+    char text[64];
+    served sv;
+    int port;
+
+    (void)state;
+    assert_non_null(s);
+    port = ss_address_port(ss_server_address(s));
+    serve_in_thread(&sv, s, 0.05);
+    snprintf(text, sizeof text, "127.0.0.1:%d", port);
+    assert_int_equal(ss_address_parse(&v4, text), 0);
+    stream_examine(&v4);
+    if (have_ipv6()) {
+        snprintf(text, sizeof text, "[::1]:%d", port);
+        assert_int_equal(ss_address_parse(&v6, text), 0);
+        stream_examine(&v6);
+        ss_address_format(ss_server_address(s), text, sizeof text);
+        expect_true(strncmp(text, "[::]:", 5) == 0, "one dual-stack socket, "
+                    "bound to %s", text);
+    }
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* ---- Unix sockets ---------------------------------------------------------- */
+
+/* A socket file as a crashed server leaves it: bound, then closed. */
+static void leave_stale_socket(const char *path, int type)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, type, 0);
+
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    close(fd);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+static void test_stale_unix_socket_file_is_replaced(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    const char *path = temp_path("stale");
+    ss_server *s;
+
+    (void)state;
+    leave_stale_socket(path, SOCK_STREAM);
+    s = ss_unix_stream_server_new(path, &h, NULL);
+    expect_true(s != NULL, "%s", ss_last_error());
+    ss_server_free(s);
+    leave_stale_socket(path, SOCK_DGRAM);
+    s = ss_unix_datagram_server_new(path, &h, NULL);
+    expect_true(s != NULL, "%s", ss_last_error());
+    ss_server_free(s);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
+static void test_live_unix_server_path_is_eaddrinuse(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    const char *path = temp_path("live");
+    ss_server *s = ss_unix_stream_server_new(path, &h, NULL);
+    ss_server *d = ss_unix_datagram_server_new(temp_path("lived"), &h, NULL);
+    char dpath[SS_ADDRESS_STRLEN];
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(d);
+    errno = 0;
+    assert_null(ss_unix_stream_server_new(path, &h, NULL));
+    assert_int_equal(errno, EADDRINUSE);
+    expect_true(strstr(ss_last_error(), path) != NULL, "%s", ss_last_error());
+    ss_address_format(ss_server_address(d), dpath, sizeof dpath);
+    errno = 0;
+    assert_null(ss_unix_datagram_server_new(dpath, &h, NULL));
+    assert_int_equal(errno, EADDRINUSE);
+    /* The live server's file is untouched and still served. */
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+    ss_server_free(d);
+}
+
+static void test_close_removes_only_its_own_socket_file(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    const char *path = temp_path("own");
+    ss_server *s = ss_unix_stream_server_new(path, &h, NULL);
+    FILE *f;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(access(path, F_OK), 0);
+    ss_server_close(s);
+    assert_int_not_equal(access(path, F_OK), 0);
+    ss_server_free(s);
+    /* A file put in its place by someone else stays. */
+    s = ss_unix_stream_server_new(path, &h, NULL);
+    assert_non_null(s);
+    unlink(path);
+    f = fopen(path, "w");
+    fclose(f);
+    ss_server_free(s);
+    assert_int_equal(access(path, F_OK), 0);
+    unlink(path);
+}
+
+static void test_regular_file_at_the_path_is_not_removed(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    const char *path = temp_path("file");
+    FILE *f = fopen(path, "w");
+
+    (void)state;
+    fputs("data", f);
+    fclose(f);
+    errno = 0;
+    assert_null(ss_unix_stream_server_new(path, &h, NULL));
+    assert_int_equal(errno, EADDRINUSE);
+    expect_true(strstr(ss_last_error(), "not a socket"), "%s", ss_last_error());
+    assert_int_equal(access(path, F_OK), 0);
+    unlink(path);
+}
+
+/* ---- handler options --------------------------------------------------------- */
+
+static int nodelay_seen = -1;
+
+static int report_nodelay(ss_request *r, const ss_address *c, ss_server *s)
+{
+    socklen_t len = sizeof nodelay_seen;
+
+    (void)c, (void)s;
+    return getsockopt(ss_request_fd(r), IPPROTO_TCP, TCP_NODELAY,
+                      &nodelay_seen, &len) < 0 ? -errno : 0;
+}
+
+static void test_disable_nagle_algorithm_sets_tcp_nodelay(void **state)
+{
+    ss_handler h = {.handle = report_nodelay};
+    ss_server *s;
+    int on;
+
+    (void)state;
+    for (on = 0; on <= 1; on++) {
+        h.disable_nagle_algorithm = on;
+        s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+        nodelay_seen = -1;
+        one_request(s);
+        assert_int_equal(nodelay_seen != 0, on);
+        ss_server_free(s);
+    }
+}
+
+static ssize_t timeout_result;
+
+static int read_with_timeout(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char buf[8];
+
+    (void)c, (void)s;
+    timeout_result = ss_recv(r, buf, sizeof buf);
+    return 0;
+}
+
+static void test_handler_timeout_makes_blocking_io_return_etimedout(void **state)
+{
+    ss_handler h = {.handle = read_with_timeout, .timeout = 0.2};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    double t0 = now();
+
+    (void)state;
+    one_request(s);     /* the client sends nothing */
+    assert_int_equal(timeout_result, -ETIMEDOUT);
+    expect_true(now() - t0 >= 0.2, "timed out after %.3f s", now() - t0);
+    ss_server_free(s);
+}
+
+typedef struct counter_state {
+    int    calls;
+    char   seen_zero;
+    double pad[4];
+} counter_state;
+
+static int use_state(ss_request *r, const ss_address *c, ss_server *s)
+{
+    counter_state *st = ss_request_state(r);
+
+    (void)c, (void)s;
+    if (!st)
+        return -EFAULT;
+    st->seen_zero = st->calls == 0 && st->pad[3] == 0;
+    st->calls++;
+    return ss_write(r, st->seen_zero ? "zero\n" : "dirty\n",
+                    st->seen_zero ? 5 : 6) < 0 ? -EIO : 0;
+}
+
+static void test_per_request_state_is_fresh_and_zeroed(void **state)
+{
+    ss_handler h = {.handle = use_state, .state_size = sizeof(counter_state)};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char line[16];
+    int i, fd;
+
+    (void)state;
+    for (i = 0; i < 3; i++) {
+        fd = client_connect(ss_server_address(s));
+        assert_int_equal(ss_handle_request(s), 0);
+        recv_line(fd, line, sizeof line);
+        assert_string_equal(line, "zero\n");
+        close(fd);
+    }
+    ss_server_free(s);
+}
+
+/* ---- bad input ------------------------------------------------------------ */
+
+static void expect_construction_fails(ss_server *s, int err, const char *mention)
+{
+    expect_true(s == NULL, "construction should fail");
+    expect_true(errno == err, "errno %d (%s), expected %d (%s)", errno,
+                strerror(errno), err, strerror(err));
+    expect_true(strstr(ss_last_error(), mention) != NULL,
+                "the message '%s' should name '%s'", ss_last_error(), mention);
+}
+
+static void test_bad_constructions_fail_with_a_clear_error(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle}, none = {0};
+    char longpath[300];
+    ss_server *busy;
+    char taken[64];
+
+    (void)state;
+    memset(longpath, 'x', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = '\0';
+    busy = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    ss_address_format(ss_server_address(busy), taken, sizeof taken);
+
+    expect_construction_fails(ss_tcp_server_new(NULL, &h, NULL), EINVAL,
+                              "address");
+    expect_construction_fails(ss_tcp_server_new("", &h, NULL), EINVAL,
+                              "empty");
+    expect_construction_fails(ss_tcp_server_new("127.0.0.1:0", NULL, NULL),
+                              EINVAL, "handler");
+    expect_construction_fails(ss_udp_server_new("127.0.0.1:0", &none, NULL),
+                              EINVAL, "handle");
+    expect_construction_fails(ss_tcp_server_new("127.0.0.1:70000", &h, NULL),
+                              EINVAL, "70000");
+    expect_construction_fails(ss_tcp_server_new("127.0.0.1:abc", &h, NULL),
+                              EINVAL, "abc");
+    expect_construction_fails(ss_tcp_server_new("nowhere.invalid:80", &h, NULL),
+                              ENXIO, "nowhere.invalid");
+    expect_construction_fails(ss_tcp_server_new(taken, &h, NULL), EADDRINUSE,
+                              taken);
+    expect_construction_fails(ss_unix_stream_server_new(longpath, &h, NULL),
+                              ENAMETOOLONG, "Unix socket path");
+    expect_construction_fails(ss_tcp_server_new("/tmp/x.sock", &h, NULL),
+                              EINVAL, "/tmp/x.sock");
+    expect_construction_fails(ss_forking_udp_server_new("1.2.3.4:0", &h, NULL),
+                              EADDRNOTAVAIL, "bind 1.2.3.4:0");
+    ss_server_free(busy);
+}
+
+static void test_a_thousand_failing_constructions_leak_nothing(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *busy = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    ss_server *ubusy = ss_unix_stream_server_new(temp_path("leak"), &h, NULL);
+    char taken[64], utaken[SS_ADDRESS_STRLEN];
+    int fds = count_fds(), i;
+
+    (void)state;
+    ss_address_format(ss_server_address(busy), taken, sizeof taken);
+    ss_address_format(ss_server_address(ubusy), utaken, sizeof utaken);
+    for (i = 0; i < 1024; i++) {
+        assert_null(ss_tcp_server_new(taken, &h, NULL));
+        assert_null(ss_threading_tcp_server_new(taken, &h, NULL));
+        assert_null(ss_unix_stream_server_new(utaken, &h, NULL));
+        assert_null(ss_udp_server_new("127.0.0.1:99999", &h, NULL));
+    }
+    assert_int_equal(count_fds(), fds);
+    ss_server_free(busy);
+    ss_server_free(ubusy);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_hook_order_of_a_handled_request),
+        TEST(test_handler_error_reaches_handle_error_then_one_shutdown),
+        TEST(test_setup_failure_skips_handle_and_finish),
+        TEST(test_refused_request_goes_straight_to_shutdown),
+        TEST(test_abort_is_not_handled_and_propagates),
+        TEST(test_process_request_failure_is_reported_and_ended_once),
+        TEST(test_serve_forever_returns_abort_from_a_sync_handler),
+        TEST(test_default_handle_error_prints_pythons_block),
+        TEST(test_shutdown_is_prompt_whatever_the_poll_interval),
+        TEST(test_service_actions_runs_every_poll_interval),
+        TEST(test_service_actions_runs_after_each_request),
+        TEST(test_shutdown_request_is_sticky),
+        TEST(test_shutdown_of_a_server_not_serving_returns_at_once),
+        TEST(test_shutdown_from_the_serving_thread_only_asks),
+        TEST(test_request_shutdown_from_a_signal_handler),
+        TEST(test_serving_twice_at_once_is_ebusy),
+        TEST(test_handle_request_times_out_and_calls_handle_timeout),
+        TEST(test_handle_request_timeout_holds_across_eintr),
+        TEST(test_econnaborted_is_ignored),
+        TEST(test_emfile_backs_off_and_resumes),
+        TEST(test_port_zero_gives_the_real_port),
+        TEST(test_host_name_address),
+        TEST(test_ipv6_loopback),
+        TEST(test_all_interfaces_serve_ipv4_and_ipv6),
+        TEST(test_stale_unix_socket_file_is_replaced),
+        TEST(test_live_unix_server_path_is_eaddrinuse),
+        TEST(test_close_removes_only_its_own_socket_file),
+        TEST(test_regular_file_at_the_path_is_not_removed),
+        TEST(test_disable_nagle_algorithm_sets_tcp_nodelay),
+        TEST(test_handler_timeout_makes_blocking_io_return_etimedout),
+        TEST(test_per_request_state_is_fresh_and_zeroed),
+        TEST(test_bad_constructions_fail_with_a_clear_error),
+        TEST(test_a_thousand_failing_constructions_leak_nothing),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
