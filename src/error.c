@@ -98,6 +98,18 @@ void ss__abstime(struct timespec *ts, clockid_t clock, double seconds)
     }
 }
 
+int ss__cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(cond, &ca);
+    pthread_condattr_destroy(&ca);
+    return -rc;
+}
+
 double ss__now(void)
 {
     return (double)ss__now_ns() / 1e9;

@@ -118,7 +118,7 @@ static int forking_process_request(ss_server *s, ss_request *r,
     collect(f, false);
     while (f->count >= f->max) {
         if (ss__shutdown_requested(s)) {
-            r->what = "fork: waiting for a child to exit";
+            atomic_store(&r->forced, true);     /* not a handler error */
             return -ESHUTDOWN;
         }
         wait_any(s, f, -1, true);

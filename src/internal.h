@@ -39,6 +39,8 @@ void ss__log(const char *fmt, ...) SS__PRINTF(1, 2);
 
 /* An absolute time `seconds` from now on `clock`, for timed waits. */
 void ss__abstime(struct timespec *ts, clockid_t clock, double seconds);
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+int ss__cond_init_monotonic(pthread_cond_t *cond);
 /* Monotonic clock, in seconds and in nanoseconds. */
 double  ss__now(void);
 int64_t ss__now_ns(void);
@@ -109,8 +111,6 @@ typedef struct ss__model {
 
 /* Thread attributes with the given stack size (threading and pool). */
 int ss__thread_attr_init(pthread_attr_t *attr, size_t stack_size);
-/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
-int ss__cond_init_monotonic(pthread_cond_t *cond);
 
 /* Install `model` with its state; -EBUSY if serving or a model is set. */
 int ss__server_set_model(ss_server *s, const ss__model *model, void *state);
@@ -148,6 +148,9 @@ struct ss_request {
     double          timeout;        /* handler timeout, 0 = none */
     bool            timeo_dirty;    /* SO_RCVTIMEO/SO_SNDTIMEO differ from
                                        timeout (after EINTR or a drain) */
+
+    atomic_bool     forced;         /* the server cut it short during a
+                                       shutdown: its error is not reported */
 
     /* what failed, for handle_error: "handle", "setup", "fork", ... */
     const char     *what;
@@ -191,7 +194,8 @@ int     ss__io_poll(int fd, short events, double deadline);
 
 void ss__registry_add(ss_server *s, ss_request *r);
 void ss__registry_remove(ss_server *s, ss_request *r);
-/* shutdown(2) every live connection with `how`; returns how many. */
+/* shutdown(2) every live connection with `how`, marking each as forced;
+ * returns how many. */
 int  ss__registry_shutdown_all(ss_server *s, int how);
 /* References to every live stream request but `except`; *out is malloc'ed,
  * the caller unrefs each and frees the array. Returns the count or -ENOMEM. */
@@ -265,6 +269,11 @@ int  ss__run_request(ss_server *s, ss_request *r);
 /* Default handle_error text to stderr. */
 void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
                      int err);
+/* Wait on cond (lock held) until done(arg). After close_timeout, shut the
+ * live connections down once so handlers blocked on idle clients return,
+ * then wait for the rest. Without a close_timeout, simply wait. */
+void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
+                    bool (*done)(void *), void *arg);
 /* Mark the server as serving in this thread (-EBUSY, -EBADF), and undo it,
  * consuming the shutdown request and waking ss_server_shutdown callers. */
 int  ss__begin_serving(ss_server *s);

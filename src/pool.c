@@ -112,7 +112,7 @@ static int pool_process_request(ss_server *s, ss_request *r,
         pthread_cond_wait(&p->nonfull, &p->lock);
     if (p->stopping) {
         pthread_mutex_unlock(&p->lock);
-        r->what = "thread pool: closing";
+        atomic_store(&r->forced, true);     /* not a handler error */
         return -ESHUTDOWN;
     }
     r->next = NULL;

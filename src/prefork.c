@@ -59,7 +59,7 @@ static int become_worker(ss_server *s)
         return -errno;
     /* A lock held by another parent thread at fork time stays held here. */
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    ss__cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->reg_lock, NULL);
     s->serving = false;
     atomic_store(&s->shutdown_request, 0);

@@ -49,9 +49,11 @@ int ss__registry_shutdown_all(ss_server *s, int how)
     int n = 0;
 
     pthread_mutex_lock(&s->reg_lock);
-    for (r = s->reg_head; r; r = r->reg_next)
+    for (r = s->reg_head; r; r = r->reg_next) {
+        atomic_store(&r->forced, true);
         if (r->fd >= 0 && shutdown(r->fd, how) == 0)
             n++;
+    }
     pthread_mutex_unlock(&s->reg_lock);
     return n;
 }

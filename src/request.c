@@ -29,6 +29,7 @@ ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
     r->server = s;
     r->fd = fd;
     atomic_init(&r->refs, 1);
+    atomic_init(&r->forced, false);
     pthread_mutex_init(&r->wlock, NULL);
     r->timeout = s->handler.timeout;
     r->what = "handle";

@@ -158,7 +158,7 @@ static ss_server *server_alloc(const ss__type *type, const ss_handler *handler,
     s->wake.rfd = s->wake.wfd = -1;
     s->owner_pid = getpid();
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    ss__cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->reg_lock, NULL);
     rebuild_ops(s);
     return s;
@@ -297,7 +297,7 @@ int ss__dispatch(ss_server *s, ss_request *r)
     err = s->ops.process_request(s, r, &r->client);
     if (err == 0)
         return 0;   /* the request is ended, or owned by a thread/child */
-    if (err != SS_ABORT)
+    if (err != SS_ABORT && !atomic_load(&r->forced))
         s->ops.handle_error(s, r, &r->client, err);
     ss__end_request(s, r);
     return err == SS_ABORT ? SS_ABORT : 0;
@@ -307,7 +307,7 @@ int ss__run_request(ss_server *s, ss_request *r)
 {
     int err = s->ops.finish_request(s, r, &r->client);
 
-    if (err != 0 && err != SS_ABORT)
+    if (err != 0 && err != SS_ABORT && !atomic_load(&r->forced))
         s->ops.handle_error(s, r, &r->client, err);
     ss__end_request(s, r);
     return err;
@@ -420,15 +420,42 @@ void ss_server_request_shutdown(ss_server *s)
     ss__wakeup_signal(&s->wake);
 }
 
+void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
+                    bool (*done)(void *), void *arg)
+{
+    double t = s->options.close_timeout;
+    struct timespec until;
+    bool forced = t <= 0;
+
+    if (!forced)
+        ss__abstime(&until, CLOCK_MONOTONIC, t);
+    while (!done(arg)) {
+        if (forced) {
+            pthread_cond_wait(cond, lock);
+        } else if (pthread_cond_timedwait(cond, lock, &until) == ETIMEDOUT) {
+            forced = true;
+            pthread_mutex_unlock(lock);
+            ss__registry_shutdown_all(s, SHUT_RDWR);
+            pthread_mutex_lock(lock);
+        }
+    }
+}
+
+static bool not_serving(void *arg)
+{
+    return !((ss_server *)arg)->serving;
+}
+
 void ss_server_shutdown(ss_server *s)
 {
     if (!s)
         return;
     ss_server_request_shutdown(s);
     pthread_mutex_lock(&s->lock);
+    /* A synchronous handler blocked on an idle client is given
+     * close_timeout, as close gives handler threads. */
     if (s->serving && !pthread_equal(s->serving_thread, pthread_self()))
-        while (s->serving)
-            pthread_cond_wait(&s->cond, &s->lock);
+        ss__drain_wait(s, &s->cond, &s->lock, not_serving, s);
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -99,39 +99,24 @@ static void threading_service_actions(ss_server *s)
     s->type->ops->service_actions(s);
 }
 
-/* Wait for every handler; after close_timeout, shut their connections down
- * so those blocked on idle clients return, then wait for the rest. */
-static void wait_for_handlers(ss_server *s)
+static bool none_live(void *arg)
 {
-    threading *t = state(s);
-    struct timespec until;
-    bool forced = false;
-
-    pthread_mutex_lock(&t->lock);
-    if (s->options.close_timeout > 0)
-        ss__abstime(&until, CLOCK_MONOTONIC, s->options.close_timeout);
-    while (t->live > 0) {
-        if (s->options.close_timeout > 0 && !forced) {
-            if (pthread_cond_timedwait(&t->done, &t->lock, &until) != ETIMEDOUT)
-                continue;
-            forced = true;
-            pthread_mutex_unlock(&t->lock);
-            ss__registry_shutdown_all(s, SHUT_RDWR);
-            pthread_mutex_lock(&t->lock);
-        } else {
-            pthread_cond_wait(&t->done, &t->lock);
-        }
-    }
-    pthread_mutex_unlock(&t->lock);
-    reap(t);
+    return ((threading *)arg)->live == 0;
 }
 
 static void threading_server_close(ss_server *s)
 {
+    threading *t = state(s);
+
     s->type->ops->server_close(s);      /* stop listening first */
-    if (!s->options.no_block_on_close)
-        wait_for_handlers(s);
+    if (s->options.no_block_on_close)
+        return;
+    pthread_mutex_lock(&t->lock);
+    ss__drain_wait(s, &t->done, &t->lock, none_live, t);
+    pthread_mutex_unlock(&t->lock);
+    reap(t);
 }
+
 
 static int threading_active(const ss_server *s)
 {
@@ -194,19 +179,6 @@ int ss__thread_attr_init(pthread_attr_t *attr, size_t stack_size)
         return -rc;
     }
     return 0;
-}
-
-/* A condition variable on the monotonic clock, for timed waits. */
-int ss__cond_init_monotonic(pthread_cond_t *cond)
-{
-    pthread_condattr_t ca;
-    int rc;
-
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    rc = pthread_cond_init(cond, &ca);
-    pthread_condattr_destroy(&ca);
-    return -rc;
 }
 
 int ss_server_use_threading(ss_server *s)

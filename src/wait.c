@@ -56,6 +56,13 @@ static double io_left(ss_request *r, double *start, bool *draining)
     return left;
 }
 
+/* The drain is over: the server cuts this request short. */
+static int drained(ss_request *r)
+{
+    atomic_store(&r->forced, true);
+    return -ESHUTDOWN;
+}
+
 /* Before a call, and again after EINTR: make the socket timeout match what
  * is left. Returns 0, or the error the call ends with when nothing is left.
  * Costs nothing in the common case: no drain, and the socket already holds
@@ -72,7 +79,7 @@ static int io_arm(ss_request *r, double *start, bool after_eintr)
         return 0;
     left = io_left(r, start, &draining);
     if (left == 0)
-        return draining ? -ESHUTDOWN : -ETIMEDOUT;
+        return draining ? drained(r) : -ETIMEDOUT;
     if (!after_eintr && !draining && !r->timeo_dirty)
         return 0;   /* a drain is on, but the handler timeout ends first */
     if (left < 0 && !r->timeo_dirty)
@@ -88,7 +95,7 @@ static int io_arm(ss_request *r, double *start, bool after_eintr)
 /* A blocking call failed with EAGAIN: its socket timeout expired. */
 static int io_expired(ss_request *r)
 {
-    return ss__drain_left(r->server) == 0 ? -ESHUTDOWN : -ETIMEDOUT;
+    return ss__drain_left(r->server) == 0 ? drained(r) : -ETIMEDOUT;
 }
 
 ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
@@ -167,10 +174,10 @@ int ss__io_sendto(ss_request *r, const void *buf, size_t len)
             return -errno;
         left = io_left(r, &start, &draining);
         if (left == 0)
-            return draining ? -ESHUTDOWN : -ETIMEDOUT;
+            return draining ? drained(r) : -ETIMEDOUT;
         err = ss__io_poll(r->fd, POLLOUT, left < 0 ? -1 : ss__now() + left);
         if (err == -ETIMEDOUT && draining)
-            return -ESHUTDOWN;
+            return drained(r);
         if (err < 0)
             return err;
     }

@@ -13,6 +13,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_THREAD__)
+/* Prefork workers with threads inside fork a process that has threads:
+ * ThreadSanitizer supports that only with die_after_fork=0. */
+__attribute__((visibility("default"))) const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+#endif
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+/* Sanitizer runtimes start a background thread with the first thread the
+ * program creates: create one before any test counts threads. */
+__attribute__((constructor)) static void warm_up_threads(void)
+{
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, nothing, NULL) == 0)
+        pthread_join(t, NULL);
+}
+
 double now(void)
 {
     struct timespec ts;

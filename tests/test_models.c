@@ -1,0 +1,1047 @@
+/*
+ * The concurrency models: threading, forking, thread pool, prefork (alone
+ * and with threads inside), under load, at close, with close_timeout, with
+ * broadcast and with signals. After every test: no descriptor, thread or
+ * child process is left.
+ */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int fds_before, threads_before;
+
+static int setup_counts(void **state)
+{
+    (void)state;
+    fds_before = count_fds();
+    threads_before = count_threads();
+    return 0;
+}
+
+static bool no_children(void)
+{
+    return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+static int check_counts(void **state)
+{
+    int fds = settle_fds(fds_before), threads = settle_threads(threads_before);
+
+    (void)state;
+    if (fds != fds_before || threads != threads_before || !no_children()) {
+        print_error("leak: %d fds (%d before), %d threads (%d before), "
+                    "children left: %s\n", fds, fds_before, threads,
+                    threads_before, no_children() ? "no" : "yes");
+        reap_zombies();
+        return -1;
+    }
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_counts, check_counts)
+
+typedef enum { SYNC, THREADING, FORKING, POOL, PREFORK, PREFORK_THREADS,
+               PREFORK_POOL } model;
+
+static const char *model_name[] = {"sync", "threading", "forking", "pool",
+                                   "prefork", "prefork+threading",
+                                   "prefork+pool"};
+
+static void use_model(ss_server *s, model m)
+{
+    int err = 0;
+
+    switch (m) {
+    case SYNC: break;
+    case THREADING: err = ss_server_use_threading(s); break;
+    case FORKING: err = ss_server_use_forking(s); break;
+    case POOL: err = ss_server_use_thread_pool(s, 8, 16); break;
+    case PREFORK: err = ss_server_use_prefork(s, 2); break;
+    case PREFORK_THREADS:
+        err = ss_server_use_threading(s);
+        if (!err)
+            err = ss_server_use_prefork(s, 2);
+        break;
+    case PREFORK_POOL:
+        err = ss_server_use_thread_pool(s, 4, 8);
+        if (!err)
+            err = ss_server_use_prefork(s, 2);
+        break;
+    }
+    expect_true(err == 0, "model %s: %s", model_name[m], ss_strerror(err));
+}
+
+/* Echo every line until EOF. */
+static int echo_lines(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[256];
+    ssize_t n;
+    int err;
+
+    (void)c, (void)s;
+    while ((n = ss_readline(r, line, sizeof line)) > 0)
+        if ((err = ss_sendall(r, line, (size_t)n)) < 0)
+            return err;
+    return (int)n;
+}
+
+static ss_server *new_server(model m, ss_handle_fn handle,
+                             const ss_server_options *o)
+{
+    ss_handler h = {.handle = handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, o);
+
+    expect_true(s != NULL, "%s", ss_last_error());
+    use_model(s, m);
+    return s;
+}
+
+/* ---- a load of clients, driven by one poll() loop ------------------------ */
+
+typedef struct conn {
+    int    fd;
+    int    id, done;        /* requests answered */
+    size_t have;
+    char   buf[128], want[128];
+    bool   eof;
+} conn;
+
+typedef struct load_result {
+    int answered, mismatches, errors, closed_early;
+} load_result;
+
+static void next_request(conn *c)
+{
+    snprintf(c->want, sizeof c->want, "client %d request %d\n", c->id, c->done);
+    c->have = 0;
+    if (send_all_fd(c->fd, c->want, strlen(c->want)) < 0)
+        c->eof = true;
+}
+
+/* Read what is there; true when the connection ended. */
+static bool on_readable(conn *c, int requests, load_result *res)
+{
+    ssize_t n = recv(c->fd, c->buf + c->have, sizeof c->buf - 1 - c->have, 0);
+
+    if (n <= 0) {
+        if (c->done < requests) {
+            res->closed_early++;
+            if (n < 0 || c->have > 0)
+                res->errors++;
+        }
+        return true;
+    }
+    c->have += (size_t)n;
+    if (c->have < strlen(c->want))
+        return false;
+    if (c->have != strlen(c->want) || memcmp(c->buf, c->want, c->have) != 0)
+        res->mismatches++;
+    res->answered++;
+    if (++c->done < requests)
+        next_request(c);
+    else
+        shutdown(c->fd, SHUT_WR);   /* EOF for the handler; wait for ours */
+    return false;
+}
+
+static load_result run_load(const ss_address *a, int clients, int requests,
+                            double limit)
+{
+    conn *c = calloc((size_t)clients, sizeof *c);
+    struct pollfd *p = calloc((size_t)clients, sizeof *p);
+    load_result res = {0};
+    double end = now() + limit;
+    int i, open = clients;
+
+    for (i = 0; i < clients; i++) {
+        c[i].id = i;
+        c[i].fd = client_connect(a);
+        expect_true(c[i].fd >= 0, "connect %d: %s", i, strerror(errno));
+        next_request(&c[i]);
+    }
+    while (open > 0 && now() < end) {
+        for (i = 0; i < clients; i++)
+            p[i] = (struct pollfd){.fd = c[i].eof ? -1 : c[i].fd,
+                                   .events = POLLIN};
+        if (poll(p, (nfds_t)clients, 100) < 0)
+            break;
+        for (i = 0; i < clients; i++)
+            if (p[i].revents && on_readable(&c[i], requests, &res)) {
+                c[i].eof = true;
+                open--;
+            }
+    }
+    expect_true(open == 0, "%d connections still open after %.0f s", open,
+                limit);
+    for (i = 0; i < clients; i++)
+        close(c[i].fd);
+    free(c);
+    free(p);
+    return res;
+}
+
+static void check_load(model m, int clients, int requests)
+{
+    ss_server *s = new_server(m, echo_lines, NULL);
+    load_result res;
+    served sv;
+
+    serve_in_thread(&sv, s, 0.05);
+    res = run_load(ss_server_address(s), clients, requests, 240);
+    stop_serving(&sv);
+    ss_server_close(s);
+    assert_int_equal(ss_server_active_handlers(s), 0);
+    ss_server_free(s);
+    expect_true(res.answered == clients * requests && res.mismatches == 0 &&
+                res.errors == 0, "%s: %d of %d answered, %d mismatched, "
+                "%d errors", model_name[m], res.answered, clients * requests,
+                res.mismatches, res.errors);
+}
+
+static void test_threading_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(THREADING, 200, 50);
+}
+
+static void test_forking_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(FORKING, 200, 50);
+}
+
+static void test_pool_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(POOL, 200, 50);
+}
+
+static void test_prefork_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(PREFORK, 200, 50);
+}
+
+static void test_prefork_threading_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(PREFORK_THREADS, 200, 50);
+}
+
+static void test_prefork_pool_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(PREFORK_POOL, 200, 50);
+}
+
+static void test_sync_200_clients_50_requests(void **state)
+{
+    (void)state;
+    check_load(SYNC, 200, 50);
+}
+
+/* ---- bookkeeping stays flat ------------------------------------------------- */
+
+static void check_sequential(model m)
+{
+    int threads = count_threads(), i;
+    ss_server *s = new_server(m, echo_lines, NULL);
+    served sv;
+
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 1000; i++)
+        stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_close(s);
+    ss_server_free(s);
+    assert_int_equal(settle_threads(threads), threads);
+}
+
+static void test_threading_threads_back_to_baseline_after_1000_requests(void **state)
+{
+    (void)state;
+    check_sequential(THREADING);
+}
+
+static void test_pool_threads_back_to_baseline_after_1000_requests(void **state)
+{
+    (void)state;
+    check_sequential(POOL);
+}
+
+static void test_forking_no_zombies_after_1000_requests(void **state)
+{
+    (void)state;
+    check_sequential(FORKING);
+    assert_true(no_children());
+}
+
+static int live_threads_seen;
+
+static bool threads_drop_to(void *arg)
+{
+    live_threads_seen = count_threads();
+    return live_threads_seen <= *(int *)arg;
+}
+
+static void test_threading_reaps_finished_threads_while_serving(void **state)
+{
+    ss_server *s = new_server(THREADING, echo_lines, NULL);
+    int threads = count_threads(), i;
+    served sv;
+
+    (void)state;
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 300; i++)
+        stream_examine(ss_server_address(s));
+    /* while it still serves: only the serving thread is left */
+    threads++;
+    expect_true(wait_for(threads_drop_to, &threads, WAIT_LIMIT),
+                "%d threads while idle, expected %d", live_threads_seen,
+                threads);
+    assert_int_equal(ss_server_active_handlers(s), 0);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* ---- the forking limit, counted by the children themselves --------------- */
+
+typedef struct shared_count {
+    atomic_int now, max;
+} shared_count;
+
+static shared_count *shared;
+
+static int count_children_handle(ss_request *r, const ss_address *c,
+                                 ss_server *s)
+{
+    int n = atomic_fetch_add(&shared->now, 1) + 1, m;
+
+    (void)c, (void)s;
+    while ((m = atomic_load(&shared->max)) < n &&
+           !atomic_compare_exchange_weak(&shared->max, &m, n))
+        ;
+    sleep_ms(20);
+    atomic_fetch_sub(&shared->now, 1);
+    return echo_lines(r, c, s);
+}
+
+static void test_forking_never_exceeds_max_children(void **state)
+{
+    ss_server_options o = {.max_children = 4};
+    ss_server *s;
+    load_result res;
+    served sv;
+
+    (void)state;
+    shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(shared != MAP_FAILED);
+    s = new_server(FORKING, count_children_handle, &o);
+    serve_in_thread(&sv, s, 0.05);
+    res = run_load(ss_server_address(s), 24, 3, 120);
+    stop_serving(&sv);
+    ss_server_free(s);
+    assert_int_equal(res.answered, 24 * 3);
+    expect_true(atomic_load(&shared->max) <= 4, "%d children at once",
+                atomic_load(&shared->max));
+    expect_true(atomic_load(&shared->max) >= 2, "only %d child at a time",
+                atomic_load(&shared->max));
+    munmap(shared, sizeof *shared);
+}
+
+/* ---- the pool: bounded concurrency, nothing refused ---------------------- */
+
+static atomic_int pool_now, pool_max;
+
+static int count_workers_handle(ss_request *r, const ss_address *c,
+                                ss_server *s)
+{
+    int n = atomic_fetch_add(&pool_now, 1) + 1, m;
+
+    while ((m = atomic_load(&pool_max)) < n &&
+           !atomic_compare_exchange_weak(&pool_max, &m, n))
+        ;
+    sleep_ms(5);
+    atomic_fetch_sub(&pool_now, 1);
+    return echo_lines(r, c, s);
+}
+
+static void test_pool_bounds_concurrency_and_refuses_nobody(void **state)
+{
+    ss_handler h = {.handle = count_workers_handle};
+    ss_server_options o = {.request_queue_size = 128};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    load_result res;
+    served sv;
+
+    (void)state;
+    assert_int_equal(ss_server_use_thread_pool(s, 3, 2), 0);
+    atomic_store(&pool_now, 0);
+    atomic_store(&pool_max, 0);
+    serve_in_thread(&sv, s, 0.05);
+    /* 100 clients for 3 workers and a queue of 2: most wait in the
+     * kernel's backlog, none is refused or dropped */
+    res = run_load(ss_server_address(s), 100, 2, 120);
+    stop_serving(&sv);
+    ss_server_free(s);
+    expect_true(res.answered == 200 && res.errors == 0 && res.closed_early == 0,
+                "%d answered, %d errors, %d closed early", res.answered,
+                res.errors, res.closed_early);
+    expect_true(atomic_load(&pool_max) <= 3, "%d handlers at once with 3 "
+                "workers", atomic_load(&pool_max));
+}
+
+static void test_pool_serves_datagrams(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+    int i;
+
+    (void)state;
+    assert_int_equal(ss_server_use_thread_pool(s, 2, 4), 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 20; i++)
+        dgram_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_mixins_refuse_bad_combinations(void **state)
+{
+    ss_server *s = new_server(SYNC, echo_lines, NULL);
+
+    (void)state;
+    assert_int_equal(ss_server_use_thread_pool(s, 0, 1), -EINVAL);
+    assert_int_equal(ss_server_use_prefork(s, 0), -EINVAL);
+    assert_int_equal(ss_server_use_threading(NULL), -EINVAL);
+    assert_int_equal(ss_server_use_forking(s), 0);
+    assert_int_equal(ss_server_use_threading(s), -EBUSY);
+    assert_int_equal(ss_server_use_prefork(s, 2), -ENOTSUP);
+    ss_server_free(s);
+}
+
+/* ---- prefork --------------------------------------------------------- */
+
+static int pid_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[64];
+
+    (void)c, (void)s;
+    while (ss_readline(r, line, sizeof line) > 0)
+        if (ss_printf(r, "%d\n", (int)getpid()) < 0)
+            return -EIO;
+    return 0;
+}
+
+static pid_t ask_pid(const ss_address *a)
+{
+    char line[64];
+    int fd = client_connect(a);
+    pid_t pid = -1;
+
+    if (fd < 0)
+        return -1;
+    if (send_all_fd(fd, "pid?\n", 5) == 0 && recv_line(fd, line, sizeof line) > 0)
+        pid = (pid_t)atoi(line);
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    return pid;
+}
+
+static bool known(const pid_t *pids, int n, pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (pids[i] == pid)
+            return true;
+    return false;
+}
+
+static void test_prefork_serves_from_several_workers_and_replaces_the_dead(void **state)
+{
+    ss_server *s = new_server(PREFORK, pid_handle, NULL);
+    pid_t seen[2], pid;
+    int n = 0, i;
+    served sv;
+
+    (void)state;
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 500 && n < 2; i++) {
+        pid = ask_pid(ss_server_address(s));
+        assert_true(pid > 0 && pid != getpid());
+        if (!known(seen, n, pid))
+            seen[n++] = pid;
+    }
+    expect_true(n == 2, "only one worker pid served %d requests", i);
+    kill(seen[0], SIGKILL);
+    /* the survivor and a replacement serve; the victim never again */
+    for (i = 0; i < 2000; i++) {
+        pid = ask_pid(ss_server_address(s));
+        assert_true(pid > 0);
+        assert_true(pid != seen[0]);
+        if (!known(seen, 2, pid))
+            break;
+    }
+    expect_true(i < 2000, "no replacement worker served in %d requests", i);
+    stop_serving(&sv);
+    ss_server_close(s);
+    ss_server_free(s);
+    assert_true(no_children());
+}
+
+/* ---- close_timeout frees handlers blocked on idle clients ------------------ */
+
+static void check_close_timeout(model m)
+{
+    ss_server_options o = {.close_timeout = 0.3};
+    ss_server *s = new_server(m, echo_lines, &o);
+    char line[64];
+    served sv;
+    double t0;
+    int fd;
+
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_connect(ss_server_address(s));
+    /* one answered request proves the connection is being handled */
+    assert_int_equal(send_all_fd(fd, "one\n", 4), 0);
+    assert_int_equal(recv_line(fd, line, sizeof line), 4);
+    /* then the client idles */
+    t0 = now();
+    stop_serving(&sv);
+    ss_server_close(s);
+    expect_true(now() - t0 < 5.0, "%s: close took %.2f s with close_timeout "
+                "0.3", model_name[m], now() - t0);
+    ss_server_free(s);
+    close(fd);
+}
+
+static void test_threading_close_timeout_frees_idle_handler(void **state)
+{
+    (void)state;
+    check_close_timeout(THREADING);
+}
+
+static void test_forking_close_timeout_frees_idle_handler(void **state)
+{
+    (void)state;
+    check_close_timeout(FORKING);
+}
+
+static void test_pool_close_timeout_frees_idle_handler(void **state)
+{
+    (void)state;
+    check_close_timeout(POOL);
+}
+
+static void test_prefork_close_timeout_frees_idle_handler(void **state)
+{
+    (void)state;
+    check_close_timeout(PREFORK);
+}
+
+static void test_sync_close_timeout_frees_idle_handler(void **state)
+{
+    (void)state;
+    check_close_timeout(SYNC);
+}
+
+/* ---- shutdown and close under load ------------------------------------------ */
+
+typedef struct busy_client {
+    const ss_address *a;
+    pthread_t         t;
+    int               answered, partial;
+} busy_client;
+
+static atomic_int stop_clients;
+
+static void *busy_main(void *arg)
+{
+    busy_client *b = arg;
+    char line[64], want[64];
+    int fd = client_connect(b->a), i;
+    ssize_t n;
+
+    if (fd < 0)
+        return NULL;
+    for (i = 0; !atomic_load(&stop_clients); i++) {
+        snprintf(want, sizeof want, "busy %d\n", i);
+        if (send_all_fd(fd, want, strlen(want)) < 0)
+            break;
+        n = recv_line(fd, line, sizeof line);
+        if (n <= 0)
+            break;  /* closed: EOF or reset, never half a reply */
+        if (strcmp(line, want) != 0)
+            b->partial++;
+        else
+            b->answered++;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void check_shutdown_under_load(model m)
+{
+    ss_server_options o = {.close_timeout = 0.5};
+    ss_server *s = new_server(m, echo_lines, &o);
+    busy_client b[100];
+    int i, answered = 0, partial = 0;
+    served sv;
+    double t0;
+
+    atomic_store(&stop_clients, 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 100; i++) {
+        b[i] = (busy_client){.a = ss_server_address(s)};
+        pthread_create(&b[i].t, NULL, busy_main, &b[i]);
+    }
+    sleep_ms(300);
+    t0 = now();
+    stop_serving(&sv);
+    ss_server_close(s);
+    expect_true(now() - t0 < 10.0, "%s: shutdown and close took %.2f s",
+                model_name[m], now() - t0);
+    atomic_store(&stop_clients, 1);
+    for (i = 0; i < 100; i++) {
+        pthread_join(b[i].t, NULL);
+        answered += b[i].answered;
+        partial += b[i].partial;
+    }
+    ss_server_free(s);
+    assert_int_equal(partial, 0);
+    expect_true(answered > 0, "%s: nothing answered", model_name[m]);
+}
+
+static void test_threading_shutdown_and_close_under_load(void **state)
+{
+    (void)state;
+    check_shutdown_under_load(THREADING);
+}
+
+static void test_pool_shutdown_and_close_under_load(void **state)
+{
+    (void)state;
+    check_shutdown_under_load(POOL);
+}
+
+static void test_forking_shutdown_and_close_under_load(void **state)
+{
+    (void)state;
+    check_shutdown_under_load(FORKING);
+}
+
+static void test_prefork_shutdown_and_close_under_load(void **state)
+{
+    (void)state;
+    check_shutdown_under_load(PREFORK_THREADS);
+}
+
+/* ---- broadcast ------------------------------------------------------------ */
+
+static int broadcast_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[128];
+    ssize_t n;
+
+    (void)c;
+    while ((n = ss_readline(r, line, sizeof line)) > 0) {
+        if (strncmp(line, "all ", 4) == 0) {
+            int reached = ss_server_broadcast(s, line + 4, (size_t)n - 4, r);
+
+            if (ss_printf(r, "reached %d\n", reached) < 0)
+                return -EIO;
+        } else if (ss_write(r, "ok\n", 3) < 0) {
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+static void check_broadcast(model m, int clients, int expect_reached)
+{
+    ss_server *s = new_server(m, broadcast_handle, NULL);
+    int fd[16], i;
+    char line[64], want[32];
+    served sv;
+
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < clients; i++) {
+        fd[i] = client_connect(ss_server_address(s));
+        /* answered: its handler is live */
+        assert_int_equal(send_all_fd(fd[i], "hi\n", 3), 0);
+        assert_int_equal(recv_line(fd[i], line, sizeof line), 3);
+    }
+    assert_int_equal(send_all_fd(fd[0], "all news\n", 9), 0);
+    snprintf(want, sizeof want, "reached %d\n", expect_reached);
+    assert_int_equal(recv_line(fd[0], line, sizeof line), (ssize_t)strlen(want));
+    assert_string_equal(line, want);
+    for (i = 1; i < clients && expect_reached > 0; i++) {
+        /* exactly one copy, then the reply to our own next line */
+        assert_int_equal(recv_line(fd[i], line, sizeof line), 5);
+        assert_string_equal(line, "news\n");
+        assert_int_equal(send_all_fd(fd[i], "x\n", 2), 0);
+        assert_int_equal(recv_line(fd[i], line, sizeof line), 3);
+        assert_string_equal(line, "ok\n");
+    }
+    for (i = 0; i < clients; i++) {
+        shutdown(fd[i], SHUT_WR);
+        close(fd[i]);
+    }
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_broadcast_reaches_every_other_client_once_threading(void **state)
+{
+    (void)state;
+    check_broadcast(THREADING, 10, 9);
+}
+
+static void test_broadcast_reaches_every_other_client_once_pool(void **state)
+{
+    (void)state;
+    check_broadcast(POOL, 6, 5);
+}
+
+static void test_broadcast_in_a_sync_server_reaches_nobody_else(void **state)
+{
+    (void)state;
+    check_broadcast(SYNC, 1, 0);
+}
+
+static void test_broadcast_is_enotsup_for_forking_and_prefork(void **state)
+{
+    ss_server *f = new_server(FORKING, echo_lines, NULL);
+    ss_server *p = new_server(PREFORK, echo_lines, NULL);
+
+    (void)state;
+    assert_int_equal(ss_server_broadcast(f, "x", 1, NULL), -ENOTSUP);
+    assert_int_equal(ss_server_broadcast(p, "x", 1, NULL), -ENOTSUP);
+    assert_int_equal(ss_server_broadcast(NULL, "x", 1, NULL), -EINVAL);
+    ss_server_free(f);
+    ss_server_free(p);
+}
+
+static int stalled_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    static char block[1 << 16];
+    char line[64];
+    int i, reached = 0;
+
+    (void)c;
+    if (ss_readline(r, line, sizeof line) <= 0)
+        return 0;
+    if (strncmp(line, "flood", 5) != 0)
+        return echo_lines(r, c, s);     /* the stalled one just waits */
+    for (i = 0; i < 64; i++)
+        reached += ss_server_broadcast(s, block, sizeof block, r);
+    ss_printf(r, "reached %d\n", reached);
+    return 0;
+}
+
+static void test_a_stalled_receiver_does_not_stall_the_broadcaster(void **state)
+{
+    ss_handler h = {.handle = stalled_handle, .timeout = 0.2};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char line[64];
+    served sv;
+    int stalled, sender;
+    double t0;
+
+    (void)state;
+    serve_in_thread(&sv, s, 0.05);
+    stalled = client_connect(ss_server_address(s));
+    send_all_fd(stalled, "wait\n", 5);   /* never reads again */
+    sleep_ms(50);
+    sender = client_connect(ss_server_address(s));
+    t0 = now();
+    send_all_fd(sender, "flood\n", 6);
+    assert_true(recv_line(sender, line, sizeof line) > 0);
+    /* 4 MiB at a client that reads nothing: its connection is dropped
+     * after the handler timeout instead of blocking the sender */
+    expect_true(now() - t0 < 5.0, "the broadcaster was stalled %.2f s",
+                now() - t0);
+    close(stalled);
+    close(sender);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* ---- ErrorHandlerTest, threading and forking ------------------------------ */
+
+static const char *error_log_path;
+
+static void append_log(const char *text)
+{
+    int fd = open(error_log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static int bad_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c;
+    append_log("Handler called\n");
+    return *(int *)ss_server_data(s);
+}
+
+static void log_error(ss_server *s, ss_request *r, const ss_address *c, int e)
+{
+    (void)s, (void)r, (void)c, (void)e;
+    append_log("Error handled\n");
+}
+
+static atomic_int done_count;
+
+static void done_shutdown_request(ss_server *s, ss_request *r)
+{
+    ss_server_base_ops(s)->shutdown_request(s, r);
+    atomic_fetch_add(&done_count, 1);
+}
+
+static bool done_once(void *arg)
+{
+    (void)arg;
+    return atomic_load(&done_count) > 0;
+}
+
+static void check_error_handler(model m, int exception, const char *expect)
+{
+    ss_handler h = {.handle = bad_handle};
+    ss_server_options o = {.data = &exception};
+    ss_server_ops ov = {.handle_error = log_error,
+                        .shutdown_request = done_shutdown_request};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    char buf[128] = "";
+    int fd;
+
+    error_log_path = temp_path("log");
+    use_model(s, m);
+    ss_server_override(s, &ov);
+    atomic_store(&done_count, 0);
+    fd = client_connect(ss_server_address(s));
+    close(fd);
+    assert_int_equal(ss_handle_request(s), 0);
+    ss_server_close(s);     /* waits for the thread or the child */
+    if (m == THREADING)     /* the thread called shutdown_request */
+        assert_true(wait_for(done_once, NULL, WAIT_LIMIT));
+    ss_server_free(s);
+    fd = open(error_log_path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_true(read(fd, buf, sizeof buf - 1) >= 0);
+    close(fd);
+    unlink(error_log_path);
+    assert_string_equal(buf, expect);
+}
+
+static void test_threading_handled(void **state)
+{
+    (void)state;
+    check_error_handler(THREADING, -EINVAL, "Handler called\nError handled\n");
+}
+
+static void test_threading_not_handled(void **state)
+{
+    (void)state;
+    check_error_handler(THREADING, SS_ABORT, "Handler called\n");
+}
+
+static void test_forking_handled(void **state)
+{
+    (void)state;
+    check_error_handler(FORKING, -EINVAL, "Handler called\nError handled\n");
+}
+
+static void test_forking_not_handled(void **state)
+{
+    (void)state;
+    check_error_handler(FORKING, SS_ABORT, "Handler called\n");
+}
+
+static void test_forking_close_immediately(void **state)
+{
+    ss_server *s = new_server(FORKING, echo_lines, NULL);
+
+    (void)state;
+    ss_server_close(s);
+    assert_int_equal(ss_server_fileno(s), -1);
+    ss_server_free(s);
+}
+
+/* ---- a failed pthread_create ends one request ------------------------------ */
+
+static atomic_int thread_errors;
+
+static void count_thread_error(ss_server *s, ss_request *r,
+                               const ss_address *c, int e)
+{
+    (void)s, (void)r, (void)c, (void)e;
+    atomic_fetch_add(&thread_errors, 1);
+}
+
+static void test_failed_pthread_create_ends_that_request_only(void **state)
+{
+    ss_handler h = {.handle = echo_lines};
+    /* a stack no machine can map: every pthread_create fails */
+    ss_server_options o = {.thread_stack_size = (size_t)1 << 46};
+    ss_server_ops ov = {.handle_error = count_thread_error};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    char c;
+    served sv;
+    int i, fd;
+
+    (void)state;
+    assert_non_null(s);
+    ss_server_override(s, &ov);
+    atomic_store(&thread_errors, 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 3; i++) {   /* each is closed; the server goes on */
+        fd = client_connect(ss_server_address(s));
+        assert_int_equal(recv(fd, &c, 1, 0), 0);
+        close(fd);
+    }
+    assert_int_equal(atomic_load(&thread_errors), 3);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* ---- Ctrl-C and SIGTERM ------------------------------------------------- */
+
+/* In a child process: serve until a signal, then close and exit 0. */
+static void signal_child(model m, int ready_fd)
+{
+    ss_server_options o = {.close_timeout = 0.5};
+    ss_server *s = new_server(m, echo_lines, &o);
+    char text[SS_ADDRESS_STRLEN + 1];
+    int rc;
+
+    ss_address_format(ss_server_address(s), text, sizeof text - 1);
+    strcat(text, "\n");
+    ss_server_shutdown_on_signals(s);
+    if (write(ready_fd, text, strlen(text)) < 0)
+        _exit(3);
+    rc = ss_serve_forever(s, 0.5);
+    ss_server_close(s);
+    ss_server_shutdown_on_signals(NULL);
+    ss_server_free(s);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+static void check_signal_stops(model m, int sig)
+{
+    int p[2], status = -1, fd;
+    char text[SS_ADDRESS_STRLEN + 1] = "", line[16];
+    ss_address a;
+    pid_t pid;
+    double t0;
+
+    assert_int_equal(pipe(p), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        signal_child(m, p[1]);
+    }
+    close(p[1]);
+    assert_true(read(p[0], text, sizeof text - 1) > 0);
+    close(p[0]);
+    *strchr(text, '\n') = '\0';
+    assert_int_equal(ss_address_parse(&a, text), 0);
+    fd = client_connect(&a);    /* an idle client stays connected */
+    assert_int_equal(send_all_fd(fd, "x\n", 2), 0);
+    assert_int_equal(recv_line(fd, line, sizeof line), 2);
+    t0 = now();
+    kill(pid, sig);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(fd);
+    expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "%s: status 0x%x after signal %d", model_name[m], status, sig);
+    expect_true(now() - t0 < 5.0, "%s: took %.2f s to stop", model_name[m],
+                now() - t0);
+}
+
+static void test_sigterm_stops_a_threading_server_gracefully(void **state)
+{
+    (void)state;
+    check_signal_stops(THREADING, SIGTERM);
+}
+
+static void test_sigint_stops_a_sync_server_gracefully(void **state)
+{
+    (void)state;
+    check_signal_stops(SYNC, SIGINT);
+}
+
+static void test_sigterm_stops_a_prefork_server_gracefully(void **state)
+{
+    (void)state;
+    check_signal_stops(PREFORK, SIGTERM);
+}
+
+static void test_sigint_stops_a_forking_server_gracefully(void **state)
+{
+    (void)state;
+    check_signal_stops(FORKING, SIGINT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_threading_handled),
+        TEST(test_threading_not_handled),
+        TEST(test_forking_handled),
+        TEST(test_forking_not_handled),
+        TEST(test_forking_close_immediately),
+        TEST(test_mixins_refuse_bad_combinations),
+        TEST(test_sync_200_clients_50_requests),
+        TEST(test_threading_200_clients_50_requests),
+        TEST(test_forking_200_clients_50_requests),
+        TEST(test_pool_200_clients_50_requests),
+        TEST(test_prefork_200_clients_50_requests),
+        TEST(test_prefork_threading_200_clients_50_requests),
+        TEST(test_prefork_pool_200_clients_50_requests),
+        TEST(test_threading_threads_back_to_baseline_after_1000_requests),
+        TEST(test_pool_threads_back_to_baseline_after_1000_requests),
+        TEST(test_forking_no_zombies_after_1000_requests),
+        TEST(test_threading_reaps_finished_threads_while_serving),
+        TEST(test_forking_never_exceeds_max_children),
+        TEST(test_pool_bounds_concurrency_and_refuses_nobody),
+        TEST(test_pool_serves_datagrams),
+        TEST(test_prefork_serves_from_several_workers_and_replaces_the_dead),
+        TEST(test_sync_close_timeout_frees_idle_handler),
+        TEST(test_threading_close_timeout_frees_idle_handler),
+        TEST(test_forking_close_timeout_frees_idle_handler),
+        TEST(test_pool_close_timeout_frees_idle_handler),
+        TEST(test_prefork_close_timeout_frees_idle_handler),
+        TEST(test_threading_shutdown_and_close_under_load),
+        TEST(test_pool_shutdown_and_close_under_load),
+        TEST(test_forking_shutdown_and_close_under_load),
+        TEST(test_prefork_shutdown_and_close_under_load),
+        TEST(test_broadcast_reaches_every_other_client_once_threading),
+        TEST(test_broadcast_reaches_every_other_client_once_pool),
+        TEST(test_broadcast_in_a_sync_server_reaches_nobody_else),
+        TEST(test_broadcast_is_enotsup_for_forking_and_prefork),
+        TEST(test_a_stalled_receiver_does_not_stall_the_broadcaster),
+        TEST(test_failed_pthread_create_ends_that_request_only),
+        TEST(test_sigterm_stops_a_threading_server_gracefully),
+        TEST(test_sigint_stops_a_sync_server_gracefully),
+        TEST(test_sigterm_stops_a_prefork_server_gracefully),
+        TEST(test_sigint_stops_a_forking_server_gracefully),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
