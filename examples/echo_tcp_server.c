@@ -1,0 +1,48 @@
+/*
+ * The uppercase echo server of the original articles: every chunk a client
+ * sends comes back in capitals, and the server logs "<client> sent: <data>".
+ *
+ *   echo_tcp_server [--model sync|threading|forking|pool|prefork] [ADDRESS]
+ */
+#include "example.h"
+
+#include <ctype.h>
+#include <stdio.h>
+
+static int handle(ss_request *request, const ss_address *client,
+                  ss_server *server)
+{
+    char data[1024], who[SS_ADDRESS_STRLEN];
+    ssize_t n, i;
+    int err;
+
+    (void)server;
+    ss_address_format(client, who, sizeof who);
+    while ((n = ss_recv(request, data, sizeof data)) > 0) {
+        printf("%s sent: %.*s%s", who, (int)n, data,
+               data[n - 1] == '\n' ? "" : "\n");
+        fflush(stdout);
+        for (i = 0; i < n; i++)
+            data[i] = (char)toupper((unsigned char)data[i]);
+        if ((err = ss_sendall(request, data, (size_t)n)) < 0)
+            return err;
+    }
+    return (int)n;  /* 0 at EOF, or the error */
+}
+
+int main(int argc, char **argv)
+{
+    example_args args = {.address = "127.0.0.1:8080"};
+    ss_handler handler = {.handle = handle};
+    ss_server_options options = example_options(NULL);
+    ss_server *server;
+
+    example_parse(argc, argv, &args, "model",
+                  "echo_tcp_server [--model sync|threading|forking|pool|"
+                  "prefork] [--workers N] [ADDRESS]");
+    if (!(server = ss_tcp_server_new(args.address, &handler, &options)))
+        return example_fail("echo_tcp_server");
+    if (!(server = example_apply_model(server, &args)))
+        return 1;
+    return example_serve(server);
+}

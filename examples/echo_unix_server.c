@@ -1,0 +1,71 @@
+/*
+ * The uppercase echo server on a Unix socket, stream or (--datagram)
+ * datagram. The socket file is removed when the server stops.
+ *
+ *   echo_unix_server [--datagram] [--model ...] [PATH]
+ */
+#include "example.h"
+
+#include <ctype.h>
+#include <stdio.h>
+
+static int handle_stream(ss_request *request, const ss_address *client,
+                         ss_server *server)
+{
+    char data[1024], who[SS_ADDRESS_STRLEN];
+    ssize_t n, i;
+    int err;
+
+    (void)server;
+    ss_address_format(client, who, sizeof who);
+    while ((n = ss_recv(request, data, sizeof data)) > 0) {
+        printf("%s sent: %.*s%s", who, (int)n, data,
+               data[n - 1] == '\n' ? "" : "\n");
+        fflush(stdout);
+        for (i = 0; i < n; i++)
+            data[i] = (char)toupper((unsigned char)data[i]);
+        if ((err = ss_sendall(request, data, (size_t)n)) < 0)
+            return err;
+    }
+    return (int)n;
+}
+
+static int handle_datagram(ss_request *request, const ss_address *client,
+                           ss_server *server)
+{
+    char who[SS_ADDRESS_STRLEN], reply[65536];
+    const char *packet;
+    size_t len, i;
+
+    (void)server;
+    packet = ss_request_packet(request, &len);
+    printf("%s sent: %.*s%s", ss_address_format(client, who, sizeof who),
+           (int)len, packet, len && packet[len - 1] == '\n' ? "" : "\n");
+    fflush(stdout);
+    for (i = 0; i < len && i < sizeof reply; i++)
+        reply[i] = (char)toupper((unsigned char)packet[i]);
+    return ss_write(request, reply, i) < 0 ? -EIO : 0;
+}
+
+int main(int argc, char **argv)
+{
+    example_args args = {.address = "/tmp/echo.sock"};
+    ss_handler handler = {.handle = handle_stream};
+    ss_server_options options = example_options(NULL);
+    ss_server *server;
+
+    example_parse(argc, argv, &args, "model datagram",
+                  "echo_unix_server [--datagram] [--model sync|threading|"
+                  "forking|pool|prefork] [--workers N] [PATH]");
+    if (args.datagram) {
+        handler.handle = handle_datagram;
+        server = ss_unix_datagram_server_new(args.address, &handler, &options);
+    } else {
+        server = ss_unix_stream_server_new(args.address, &handler, &options);
+    }
+    if (!server)
+        return example_fail("echo_unix_server");
+    if (!(server = example_apply_model(server, &args)))
+        return 1;
+    return example_serve(server);
+}

@@ -1,0 +1,121 @@
+#include "example.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage_exit(const char *usage, const char *why)
+{
+    if (why)
+        fprintf(stderr, "%s\n", why);
+    fprintf(stderr, "usage: %s\n", usage);
+    exit(2);
+}
+
+static long number(const char *text, const char *usage)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+
+    if (*text == '\0' || *end != '\0' || v < 0)
+        usage_exit(usage, "expected a non-negative number");
+    return v;
+}
+
+void example_parse(int argc, char **argv, example_args *args,
+                   const char *accepted, const char *usage)
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+
+        if (strcmp(a, "--model") == 0 && has_value && strstr(accepted, "model"))
+            args->model = argv[++i];
+        else if (strcmp(a, "--workers") == 0 && has_value &&
+                 strstr(accepted, "model"))
+            args->workers = (unsigned)number(argv[++i], usage);
+        else if (strcmp(a, "--root") == 0 && has_value && strstr(accepted, "root"))
+            args->root = argv[++i];
+        else if (strcmp(a, "--count") == 0 && has_value &&
+                 strstr(accepted, "count"))
+            args->count = (int)number(argv[++i], usage);
+        else if (strcmp(a, "--max-size") == 0 && has_value &&
+                 strstr(accepted, "max-size"))
+            args->max_size = number(argv[++i], usage);
+        else if (strcmp(a, "--datagram") == 0 && strstr(accepted, "datagram"))
+            args->datagram = true;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            usage_exit(usage, NULL);
+        else if (a[0] == '-' && a[1] == '-')
+            usage_exit(usage, "unknown option");
+        else
+            args->address = a;
+    }
+}
+
+ss_server *example_apply_model(ss_server *server, const example_args *args)
+{
+    const char *m = args->model ? args->model : "threading";
+    unsigned workers = args->workers;
+    int err;
+
+    if (strcmp(m, "sync") == 0)
+        err = 0;
+    else if (strcmp(m, "threading") == 0)
+        err = ss_server_use_threading(server);
+    else if (strcmp(m, "forking") == 0)
+        err = ss_server_use_forking(server);
+    else if (strcmp(m, "pool") == 0)
+        err = ss_server_use_thread_pool(server, workers ? workers : 16, 64);
+    else if (strcmp(m, "prefork") == 0)
+        err = ss_server_use_prefork(server, workers ? workers : 2);
+    else
+        err = -EINVAL;
+    if (err < 0) {
+        fprintf(stderr, "--model %s: %s\n", m,
+                err == -EINVAL ? "expected sync, threading, forking, pool or "
+                                 "prefork" : ss_strerror(err));
+        ss_server_free(server);
+        return NULL;
+    }
+    return server;
+}
+
+ss_server_options example_options(void *data)
+{
+    ss_server_options o = {0};
+
+    o.close_timeout = 2.0;  /* Ctrl-C: idle clients get 2 s, then go */
+    o.data = data;
+    return o;
+}
+
+int example_serve(ss_server *server)
+{
+    char a[SS_ADDRESS_STRLEN];
+    int rc;
+
+    printf("listening on %s\n",
+           ss_address_format(ss_server_address(server), a, sizeof a));
+    fflush(stdout);
+    if ((rc = ss_server_shutdown_on_signals(server)) < 0) {
+        fprintf(stderr, "signals: %s\n", ss_strerror(rc));
+        ss_server_free(server);
+        return 1;
+    }
+    rc = ss_serve_forever(server, 0.5);
+    if (rc < 0)
+        fprintf(stderr, "serve_forever: %s\n", ss_strerror(rc));
+    ss_server_close(server);
+    ss_server_shutdown_on_signals(NULL);
+    ss_server_free(server);
+    return rc < 0 ? 1 : 0;
+}
+
+int example_fail(const char *what)
+{
+    fprintf(stderr, "%s: %s\n", what, ss_last_error());
+    return 1;
+}

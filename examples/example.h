@@ -1,0 +1,45 @@
+/*
+ * What every example program shares: the command line
+ *
+ *   NAME [--model sync|threading|forking|pool|prefork] [--workers N]
+ *        [options] [ADDRESS]
+ *
+ * the "listening on ADDRESS" line, and a clean stop on Ctrl-C or SIGTERM.
+ */
+#ifndef SS_EXAMPLE_H
+#define SS_EXAMPLE_H
+
+#include <sockserver.h>
+#include <stdbool.h>
+
+typedef struct example_args {
+    const char *model;          /* "sync", "threading", ... */
+    unsigned    workers;        /* pool threads or prefork processes */
+    const char *address;
+    bool        datagram;       /* --datagram (Unix echo) */
+    int         count;          /* --count N (clients) */
+    const char *root;           /* --root DIR */
+    long long   max_size;       /* --max-size BYTES */
+} example_args;
+
+/* Parse argv into args (defaults already filled in by the caller). Options
+ * named in `accepted` ("model root datagram count max-size") are allowed.
+ * Prints usage and exits 2 on a bad command line. */
+void example_parse(int argc, char **argv, example_args *args,
+                   const char *accepted, const char *usage);
+
+/* Apply args->model to a server made by a synchronous constructor. On
+ * failure prints why, frees the server and returns NULL. */
+ss_server *example_apply_model(ss_server *server, const example_args *args);
+
+/* Print "listening on ADDRESS" (flushed), shut down gracefully on SIGINT
+ * and SIGTERM, serve, close, free. Returns the exit status. */
+int example_serve(ss_server *server);
+
+/* Defaults every example server uses: options with close_timeout. */
+ss_server_options example_options(void *data);
+
+/* Print ss_last_error() for a failed constructor and return 1. */
+int example_fail(const char *what);
+
+#endif
