@@ -178,7 +178,10 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
                                    -EMSGSIZE, not handled. */
     int    max_children;        /* forking; 0 = 40; a hard limit */
     bool   no_block_on_close;   /* threading/forking/pool: close does not
-                                   wait for running handlers */
+                                   wait for running handlers (threaded
+                                   datagram handlers are still waited for:
+                                   they reply through the server socket;
+                                   ss_server_free always waits for threads) */
     double close_timeout;       /* how long close waits for running handlers
                                    before it shuts their connections down so
                                    blocked I/O returns (threading, pool, sync

@@ -274,6 +274,10 @@ void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
  * then wait for the rest. Without a close_timeout, simply wait. */
 void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
                     bool (*done)(void *), void *arg);
+/* A model's server_close: close the server socket, then wait(s) for the
+ * handlers unless no_block_on_close. A datagram server's handlers reply
+ * through its socket, so there the wait comes first, always. */
+void ss__close_and_wait(ss_server *s, void (*wait)(ss_server *s));
 /* Mark the server as serving in this thread (-EBUSY, -EBADF), and undo it,
  * consuming the shutdown request and waking ss_server_shutdown callers. */
 int  ss__begin_serving(ss_server *s);

@@ -183,17 +183,19 @@ static void join_workers(pool *p)
 }
 
 /* Serve what is queued (or abandon it after close_timeout), then join. */
-static void pool_server_close(ss_server *s)
+static void drain_and_join(ss_server *s)
 {
     pool *p = state(s);
 
-    s->type->ops->server_close(s);      /* stop listening first */
-    stop(p);
-    if (s->options.no_block_on_close)
-        return;
     if (s->options.close_timeout > 0)
         wait_drained(s, p, s->options.close_timeout);
     join_workers(p);
+}
+
+static void pool_server_close(ss_server *s)
+{
+    stop(state(s));
+    ss__close_and_wait(s, drain_and_join);
 }
 
 static int pool_active(const ss_server *s)

@@ -251,6 +251,18 @@ int ss_server_active_handlers(const ss_server *s)
     return s && s->model && s->model->active ? s->model->active(s) : 0;
 }
 
+void ss__close_and_wait(ss_server *s, void (*wait)(ss_server *s))
+{
+    bool datagram = s->type->socktype == SOCK_DGRAM;
+
+    if (!datagram)
+        s->type->ops->server_close(s);  /* stop listening first, as Python */
+    if (datagram || !s->options.no_block_on_close)
+        wait(s);
+    if (datagram)
+        s->type->ops->server_close(s);
+}
+
 void ss_server_close(ss_server *s)
 {
     if (!s || atomic_exchange(&s->closed, true))

@@ -104,17 +104,19 @@ static bool none_live(void *arg)
     return ((threading *)arg)->live == 0;
 }
 
-static void threading_server_close(ss_server *s)
+static void wait_for_handlers(ss_server *s)
 {
     threading *t = state(s);
 
-    s->type->ops->server_close(s);      /* stop listening first */
-    if (s->options.no_block_on_close)
-        return;
     pthread_mutex_lock(&t->lock);
     ss__drain_wait(s, &t->done, &t->lock, none_live, t);
     pthread_mutex_unlock(&t->lock);
     reap(t);
+}
+
+static void threading_server_close(ss_server *s)
+{
+    ss__close_and_wait(s, wait_for_handlers);
 }
 
 
