@@ -22,6 +22,16 @@ static long number(const char *text, const char *usage)
     return v;
 }
 
+static double seconds(const char *text, const char *usage)
+{
+    char *end;
+    double v = strtod(text, &end);
+
+    if (*text == '\0' || *end != '\0' || v < 0)
+        usage_exit(usage, "expected a non-negative number of seconds");
+    return v;
+}
+
 void example_parse(int argc, char **argv, example_args *args,
                    const char *accepted, const char *usage)
 {
@@ -44,6 +54,9 @@ void example_parse(int argc, char **argv, example_args *args,
         else if (strcmp(a, "--max-size") == 0 && has_value &&
                  strstr(accepted, "max-size"))
             args->max_size = number(argv[++i], usage);
+        else if (strcmp(a, "--timeout") == 0 && has_value &&
+                 strstr(accepted, "timeout"))
+            args->timeout = seconds(argv[++i], usage);
         else if (strcmp(a, "--datagram") == 0 && strstr(accepted, "datagram"))
             args->datagram = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)

@@ -20,10 +20,12 @@ typedef struct example_args {
     int         count;          /* --count N (clients) */
     const char *root;           /* --root DIR */
     long long   max_size;       /* --max-size BYTES */
+    double      timeout;        /* --timeout SECONDS: handler I/O timeout */
 } example_args;
 
 /* Parse argv into args (defaults already filled in by the caller). Options
- * named in `accepted` ("model root datagram count max-size") are allowed.
+ * named in `accepted` ("model root datagram count max-size timeout") are
+ * allowed; --model also allows --workers.
  * Prints usage and exits 2 on a bad command line. */
 void example_parse(int argc, char **argv, example_args *args,
                    const char *accepted, const char *usage);

@@ -1,0 +1,53 @@
+/*
+ * Running the example programs as separate processes, the way users run
+ * them, and driving them with real clients (nc, socat, curl, Python).
+ * Every wait is bounded.
+ */
+#ifndef SS_EXAMPLE_HARNESS_H
+#define SS_EXAMPLE_HARNESS_H
+
+#include "helpers.h"
+
+typedef struct example {
+    pid_t pid;
+    char  log_path[128];    /* the server's stdout and stderr */
+    char  address[SS_ADDRESS_STRLEN];  /* from "listening on ADDRESS" */
+    int   status;           /* wait status once stopped */
+} example;
+
+/* The path of an example program (built next to the tests). */
+const char *example_bin(const char *name);
+
+/* Start example `name` with argv[1..] = args (NULL-terminated) and wait
+ * (10 s at most) for its first line, "listening on ADDRESS". */
+void example_start(example *e, const char *name, const char *const *args);
+
+/* Send `sig`, wait (10 s at most) and assert it exited with status 0.
+ * Returns the server's log (stdout + stderr), to be freed. */
+char *example_stop(example *e, int sig);
+
+/* The log so far, to be freed. */
+char *example_log(const example *e);
+
+/* Run argv with `input` on stdin; capture stdout into *out (NUL-terminated,
+ * to be freed; may be NULL) and stderr into *err (likewise). Kills the
+ * command after `timeout` seconds. Returns its exit status, or -1 when it
+ * was killed or could not run. */
+int run_command(const char *const *argv, const char *input, size_t input_len,
+                char **out, size_t *out_len, char **err, double timeout);
+
+/* Is a program on PATH? */
+bool have_program(const char *name);
+
+/* A fresh empty directory under the temporary directory; remove_tree
+ * deletes it and everything in it. */
+char *make_temp_dir(const char *tag);
+void  remove_tree(const char *path);
+
+/* Read a whole file (NULL if missing); *len gets its size. */
+char *read_file(const char *path, size_t *len);
+
+/* A client of the examples' own protocols, connected to an address text. */
+int connect_text(const char *address);
+
+#endif
