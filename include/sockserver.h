@@ -247,13 +247,35 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
                                                          const ss_server_options *options);
 
 /* Mix-ins: applied to any server before it serves (before the first
- * ss_serve_forever or ss_handle_request), at most one process model
- * (threading, forking, thread pool) per server; prefork composes with sync,
- * threading or the pool. They replace the process_request, server_close
- * and, for forking, service_actions and handle_timeout hooks; overrides
- * made with ss_server_override stay on top. Return 0, -EINVAL (NULL server
- * or bad count), -EBUSY (already serving, or a process model already set),
- * -ENOTSUP (prefork on a server whose model is forking). */
+ * ss_serve_forever or ss_handle_request), from the thread that owns it. A
+ * server has at most one process model (threading, forking or thread
+ * pool); prefork composes with sync, threading or the pool. A mix-in
+ * replaces some hooks (process_request, server_close and, per model,
+ * service_actions and handle_timeout); overrides made with
+ * ss_server_override stay on top of it. All return 0, or -EINVAL (NULL
+ * server, zero workers), -EBUSY (already served, or a process model is
+ * already set), -ENOTSUP (forking with prefork, either way round), -ENOMEM.
+ *
+ * Threading (Python's ThreadingMixIn): a thread per request, started with
+ *   options.thread_stack_size; finished threads are joined as they finish;
+ *   close joins the running ones (see close_timeout). A failed
+ *   pthread_create ends that request through handle_error.
+ * Forking (Python's ForkingMixIn): a child process per request, which
+ *   exits 0 or 1 and never returns to the serving loop; max_children is a
+ *   hard limit; only the server's own children are reaped (by pid); the
+ *   default handle_request timeout becomes 300 s, as Python's.
+ * Thread pool: `workers` threads (started with the first request, in the
+ *   process that serves) take requests from a queue of at most
+ *   `queue_limit` (0 = workers); while it is full the server does not
+ *   accept, so clients wait in the kernel's backlog. Stream and datagram
+ *   servers alike. Close serves what is queued, or after close_timeout
+ *   closes it unserved.
+ * Prefork: ss_serve_forever starts `workers` child processes that each run
+ *   the serving loop (with the server's process model) on the shared
+ *   listening socket, restarts any that dies (with a back-off when it dies
+ *   young, and a line on stderr), and on shutdown stops them all (SIGTERM,
+ *   SIGKILL after close_timeout) before it returns. A worker that gets
+ *   SIGTERM finishes its requests, closes and exits 0. */
 SS_EXTERN int ss_server_use_threading(ss_server *server);
 SS_EXTERN int ss_server_use_forking(ss_server *server);
 SS_EXTERN int ss_server_use_thread_pool(ss_server *server, unsigned workers,
@@ -261,18 +283,23 @@ SS_EXTERN int ss_server_use_thread_pool(ss_server *server, unsigned workers,
 SS_EXTERN int ss_server_use_prefork(ss_server *server, unsigned workers);
 
 /* Send buf to every other live stream request of this process (all of them
- * when except is NULL). Safe from any thread, including a handler. Each
+ * when except is NULL): the connections accepted and not yet closed. Safe
+ * from any thread, including a handler (not from a signal handler). Each
  * receiver gets the whole buffer or, when it cannot take it within the
  * handler timeout (1 s when the handler has none), nothing more: its
- * connection is shut down so a stalled client never stalls the others.
- * Returns the number of requests reached, -ENOTSUP for forking and prefork
- * servers and datagram servers, -EINVAL for a NULL server. */
+ * connection is shut down so a stalled client never stalls the others. The
+ * wait is bounded by that timeout in all, not per receiver.
+ * Returns the number of requests reached (0 for a datagram server, which
+ * has no connections), -ENOTSUP for forking and prefork servers (their
+ * handlers live in other processes), -EINVAL for a NULL server or buffer,
+ * -ENOMEM. */
 SS_EXTERN int ss_server_broadcast(ss_server *server, const void *buf,
                                   size_t len, const ss_request *except);
 
-/* Only with defer_bind: run the server_bind / server_activate hooks.
- * Return 0 or a negative errno (ss_last_error() says more); -EINVAL when the
- * server is already bound / active or closed. */
+/* Only with defer_bind: run the server_bind / server_activate hooks, from
+ * the owning thread. Return 0 or a negative errno (ss_last_error() says
+ * more); -EINVAL when the server is already bound / active, not yet bound
+ * (activate) or closed. */
 SS_EXTERN int ss_server_bind(ss_server *server);
 SS_EXTERN int ss_server_activate(ss_server *server);
 

@@ -27,9 +27,10 @@ typedef struct child {
 } child;
 
 typedef struct forking {
-    int    max;
-    int    count;
-    child *children;    /* max entries */
+    int        max;
+    atomic_int count;   /* atomic: ss_server_active_handlers reads it from
+                           any thread */
+    child     *children;    /* max entries */
 } forking;
 
 static forking *state(const ss_server *s)

@@ -162,7 +162,7 @@ static void test_read_is_exact_and_short_only_at_eof(void **state)
     (void)state;
     open_session(&t, &h);
     for (i = 0; i < 13; i++) {  /* dribbled, a byte at a time */
-        assert_int_equal(send_all_fd(t.fd, "0123456789abc" + i, 1), 0);
+        assert_int_equal(send_all_fd(t.fd, &"0123456789abc"[i], 1), 0);
         sleep_ms(1);
     }
     shutdown(t.fd, SHUT_WR);

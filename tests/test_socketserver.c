@@ -20,6 +20,30 @@
 typedef ss_server *(*constructor)(const char *, const ss_handler *,
                                   const ss_server_options *);
 
+static int fds_before;
+
+static int setup_fds(void **state)
+{
+    (void)state;
+    fds_before = count_fds();
+    return 0;
+}
+
+static int check_fds(void **state)
+{
+    int n = settle_fds(fds_before);
+
+    (void)state;
+    if (n != fds_before) {
+        print_error("descriptor leak: %d open, %d before the test\n", n,
+                    fds_before);
+        return -1;
+    }
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_fds, check_fds)
+
 /* ---- SocketServerTest ---------------------------------------------------- */
 
 static int handler_errors;
@@ -497,28 +521,28 @@ static void test_threads_reaped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_TCPServer),
-        cmocka_unit_test(test_UnixStreamServer),
-        cmocka_unit_test(test_UDPServer),
-        cmocka_unit_test(test_UnixDatagramServer),
-        cmocka_unit_test(test_ThreadingTCPServer),
-        cmocka_unit_test(test_ThreadingUnixStreamServer),
-        cmocka_unit_test(test_ThreadingUDPServer),
-        cmocka_unit_test(test_ThreadingUnixDatagramServer),
-        cmocka_unit_test(test_ForkingTCPServer),
-        cmocka_unit_test(test_ForkingUnixStreamServer),
-        cmocka_unit_test(test_ForkingUDPServer),
-        cmocka_unit_test(test_ForkingUnixDatagramServer),
-        cmocka_unit_test(test_shutdown),
-        cmocka_unit_test(test_close_immediately),
-        cmocka_unit_test(test_tcpserver_bind_leak),
-        cmocka_unit_test(test_context_manager),
-        cmocka_unit_test(test_sync_handled),
-        cmocka_unit_test(test_sync_not_handled),
-        cmocka_unit_test(test_basics),
-        cmocka_unit_test(test_write),
-        cmocka_unit_test(test_shutdown_request_called_if_verify_request_false),
-        cmocka_unit_test(test_threads_reaped),
+        TEST(test_TCPServer),
+        TEST(test_UnixStreamServer),
+        TEST(test_UDPServer),
+        TEST(test_UnixDatagramServer),
+        TEST(test_ThreadingTCPServer),
+        TEST(test_ThreadingUnixStreamServer),
+        TEST(test_ThreadingUDPServer),
+        TEST(test_ThreadingUnixDatagramServer),
+        TEST(test_ForkingTCPServer),
+        TEST(test_ForkingUnixStreamServer),
+        TEST(test_ForkingUDPServer),
+        TEST(test_ForkingUnixDatagramServer),
+        TEST(test_shutdown),
+        TEST(test_close_immediately),
+        TEST(test_tcpserver_bind_leak),
+        TEST(test_context_manager),
+        TEST(test_sync_handled),
+        TEST(test_sync_not_handled),
+        TEST(test_basics),
+        TEST(test_write),
+        TEST(test_shutdown_request_called_if_verify_request_false),
+        TEST(test_threads_reaped),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
