@@ -20,10 +20,13 @@
 #define SS_MAX_CHILDREN_DEFAULT 40
 #define SS_FORKING_TIMEOUT      300.0   /* Python's ForkingMixIn.timeout */
 #define SS_NO_PIDFD_POLL        0.01    /* seconds, when pidfds are missing */
+#define SS_REAP_INTERVAL        0.002   /* service_actions reaps at most this
+                                           often, unless at max_children */
 
 typedef struct child {
     pid_t pid;
-    int   pidfd;    /* -1 where pidfd_open is unavailable */
+    int   pidfd;    /* opened only when the server must wait; -1 until
+                       then, or where pidfd_open is unavailable */
 } child;
 
 typedef struct forking {
@@ -31,6 +34,7 @@ typedef struct forking {
     atomic_int count;   /* atomic: ss_server_active_handlers reads it from
                            any thread */
     child     *children;    /* max entries */
+    double     reaped_at;   /* when collect last ran */
 } forking;
 
 static forking *state(const ss_server *s)
@@ -52,6 +56,7 @@ static void collect(forking *f, bool blocking)
     int i = 0, status;
     pid_t rc;
 
+    f->reaped_at = ss__now();
     while (i < f->count) {
         do
             rc = waitpid(f->children[i].pid, &status, blocking ? 0 : WNOHANG);
@@ -64,7 +69,8 @@ static void collect(forking *f, bool blocking)
 }
 
 /* Sleep until a child exits, `deadline` passes (< 0: never) or, with
- * wake, a shutdown is requested. Returns 0 or -ETIMEDOUT. */
+ * wake, a shutdown is requested. Returns 0 or -ETIMEDOUT. Children get
+ * their pidfd here: most never need one. */
 static int wait_any(ss_server *s, forking *f, double deadline, bool wake)
 {
     struct pollfd *p = malloc(((size_t)f->count + 1) * sizeof *p);
@@ -74,6 +80,8 @@ static int wait_any(ss_server *s, forking *f, double deadline, bool wake)
     if (!p)
         return -ENOMEM;
     for (i = 0; i < f->count; i++) {
+        if (f->children[i].pidfd < 0)
+            f->children[i].pidfd = ss__pidfd_open(f->children[i].pid);
         if (f->children[i].pidfd >= 0)
             p[n++] = (struct pollfd){.fd = f->children[i].pidfd,
                                      .events = POLLIN};
@@ -132,9 +140,7 @@ static int forking_process_request(ss_server *s, ss_request *r,
     if (pid == 0)
         run_child(s, r);
     f->children[f->count].pid = pid;
-    f->children[f->count].pidfd = ss__pidfd_open(pid);
-    if (f->children[f->count].pidfd < 0)
-        f->children[f->count].pidfd = -1;
+    f->children[f->count].pidfd = -1;
     f->count++;
     /* Close only: shutdown_request would half-close the child's copy. */
     s->ops.close_request(s, r);
@@ -142,10 +148,16 @@ static int forking_process_request(ss_server *s, ss_request *r,
     return 0;
 }
 
+/* Reap after every request, as Python does, but not more often than every
+ * SS_REAP_INTERVAL under load: a waitpid per live child per request would
+ * cost more than the requests. */
 static void forking_service_actions(ss_server *s)
 {
+    forking *f = state(s);
+
     s->type->ops->service_actions(s);
-    collect(state(s), false);
+    if (f->count >= f->max || ss__now() - f->reaped_at >= SS_REAP_INTERVAL)
+        collect(f, false);
 }
 
 static void forking_handle_timeout(ss_server *s)

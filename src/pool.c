@@ -12,19 +12,34 @@
 
 #include <stdlib.h>
 
+typedef struct worker {
+    pthread_t        thread;
+    pthread_cond_t   wake;          /* signalled by wake_one */
+    bool             woken;
+    struct worker   *next_idle;
+    ss_server       *server;
+} worker;
+
+/* Workers are woken one at a time, and only when no worker is already
+ * awake and idle (about to look at the queue): a burst of requests wakes
+ * one worker, which takes them in turn and wakes another only while work is
+ * left and nobody else is awake to take it. Waking a sleeping thread per
+ * request would cost context switches that dwarf a short request. Sleeping
+ * workers form a stack, so the most recently busy (cache-warm) runs next. */
 typedef struct pool {
     unsigned         workers;
     unsigned         limit;         /* queued requests at most */
-    pthread_t       *threads;
+    worker          *w;
     unsigned         started;
     pthread_attr_t   attr;
     pthread_mutex_t  lock;
-    pthread_cond_t   nonempty;      /* a request was queued, or stopping */
     pthread_cond_t   nonfull;       /* the queue has room, or stopping */
-    pthread_cond_t   idle;          /* a worker finished a request */
+    pthread_cond_t   progress;      /* a worker finished a request */
     ss_request      *head, *tail;
     atomic_uint      queued;        /* read without the lock by accepting() */
-    unsigned         busy;
+    worker          *idle;          /* sleeping workers */
+    unsigned         awake_idle;    /* awake, not in a handler */
+    unsigned         busy;          /* in a handler */
     bool             stopping;
     bool             start_logged;
 } pool;
@@ -34,45 +49,68 @@ static pool *state(const ss_server *s)
     return s->model_state;
 }
 
-/* Take the next request, or NULL once stopping and the queue is empty. */
-static ss_request *take_request(ss_server *s, pool *p)
+/* Wake the most recently idle worker, if any sleeps. Lock held. */
+static void wake_one(pool *p)
 {
-    ss_request *r;
-    bool was_full;
+    worker *w = p->idle;
 
-    pthread_mutex_lock(&p->lock);
-    while (!p->head && !p->stopping)
-        pthread_cond_wait(&p->nonempty, &p->lock);
-    if (!(r = p->head)) {
-        pthread_mutex_unlock(&p->lock);
-        return NULL;
-    }
-    p->head = r->next;
+    if (!w)
+        return;
+    p->idle = w->next_idle;
+    w->woken = true;
+    p->awake_idle++;
+    pthread_cond_signal(&w->wake);
+}
+
+/* Take the head of the queue. Lock held. Returns whether the queue was
+ * full, so the serving loop must be told it may accept again. */
+static bool dequeue(pool *p, ss_request **r)
+{
+    *r = p->head;
+    p->head = (*r)->next;
     if (!p->head)
         p->tail = NULL;
-    was_full = atomic_fetch_sub(&p->queued, 1) == p->limit;
+    p->awake_idle--;
     p->busy++;
-    if (was_full)
-        pthread_cond_signal(&p->nonfull);
-    pthread_mutex_unlock(&p->lock);
-    if (was_full)   /* the serving loop may poll the server socket again */
-        ss__wakeup_signal(&s->wake);
-    return r;
+    if (p->head && p->awake_idle == 0)
+        wake_one(p);    /* work is left and nobody else is awake for it */
+    return atomic_fetch_sub(&p->queued, 1) == p->limit;
 }
 
 static void *worker_main(void *arg)
 {
-    ss_server *s = arg;
+    worker *w = arg;
+    ss_server *s = w->server;
     pool *p = state(s);
     ss_request *r;
 
-    while ((r = take_request(s, p))) {
-        ss__run_request(s, r);
-        pthread_mutex_lock(&p->lock);
-        p->busy--;
-        pthread_cond_broadcast(&p->idle);
-        pthread_mutex_unlock(&p->lock);
+    pthread_mutex_lock(&p->lock);
+    p->awake_idle++;
+    for (;;) {
+        if (p->head) {
+            if (dequeue(p, &r)) {
+                pthread_cond_signal(&p->nonfull);
+                ss__wakeup_signal(&s->wake);    /* the loop may accept */
+            }
+            pthread_mutex_unlock(&p->lock);
+            ss__run_request(s, r);
+            pthread_mutex_lock(&p->lock);
+            p->busy--;
+            p->awake_idle++;
+            pthread_cond_broadcast(&p->progress);
+        } else if (p->stopping) {
+            break;
+        } else {
+            p->awake_idle--;
+            w->woken = false;
+            w->next_idle = p->idle;
+            p->idle = w;
+            while (!w->woken)
+                pthread_cond_wait(&w->wake, &p->lock);
+        }
     }
+    p->awake_idle--;
+    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -82,10 +120,14 @@ static int start_workers(ss_server *s, pool *p)
 {
     int rc = 0;
 
-    while (p->started < p->workers &&
-           (rc = pthread_create(&p->threads[p->started], &p->attr,
-                                worker_main, s)) == 0)
+    while (p->started < p->workers) {
+        worker *w = &p->w[p->started];
+
+        w->server = s;
+        if ((rc = pthread_create(&w->thread, &p->attr, worker_main, w)) != 0)
+            break;
         p->started++;
+    }
     if (rc != 0 && p->started > 0 && !p->start_logged) {
         ss__log("libsockserver: thread pool: started %u of %u workers: %s",
                 p->started, p->workers, ss_strerror(rc));
@@ -122,7 +164,8 @@ static int pool_process_request(ss_server *s, ss_request *r,
         p->head = r;
     p->tail = r;
     atomic_fetch_add(&p->queued, 1);
-    pthread_cond_signal(&p->nonempty);
+    if (p->awake_idle == 0)
+        wake_one(p);
     pthread_mutex_unlock(&p->lock);
     return 0;
 }
@@ -138,7 +181,8 @@ static void stop(pool *p)
 {
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
-    pthread_cond_broadcast(&p->nonempty);
+    while (p->idle)
+        wake_one(p);
     pthread_cond_broadcast(&p->nonfull);
     pthread_mutex_unlock(&p->lock);
 }
@@ -169,7 +213,8 @@ static void wait_drained(ss_server *s, pool *p, double seconds)
     ss__abstime(&until, CLOCK_MONOTONIC, seconds);
     pthread_mutex_lock(&p->lock);
     while ((p->head || p->busy) && !late)
-        late = pthread_cond_timedwait(&p->idle, &p->lock, &until) == ETIMEDOUT;
+        late = pthread_cond_timedwait(&p->progress, &p->lock, &until) ==
+               ETIMEDOUT;
     late = p->head || p->busy;
     pthread_mutex_unlock(&p->lock);
     if (late)
@@ -179,7 +224,7 @@ static void wait_drained(ss_server *s, pool *p, double seconds)
 static void join_workers(pool *p)
 {
     while (p->started > 0)
-        pthread_join(p->threads[--p->started], NULL);
+        pthread_join(p->w[--p->started].thread, NULL);
 }
 
 /* Serve what is queued (or abandon it after close_timeout), then join. */
@@ -211,12 +256,15 @@ static int pool_active(const ss_server *s)
 
 static void pool_free(pool *p)
 {
+    unsigned i;
+
+    for (i = 0; i < p->workers; i++)
+        pthread_cond_destroy(&p->w[i].wake);
     pthread_attr_destroy(&p->attr);
-    pthread_cond_destroy(&p->idle);
+    pthread_cond_destroy(&p->progress);
     pthread_cond_destroy(&p->nonfull);
-    pthread_cond_destroy(&p->nonempty);
     pthread_mutex_destroy(&p->lock);
-    free(p->threads);
+    free(p->w);
     free(p);
 }
 
@@ -249,24 +297,27 @@ int ss_server_use_thread_pool(ss_server *s, unsigned workers,
     pool *p;
     int err;
 
+    unsigned i;
+
     if (!s || workers == 0)
         return -EINVAL;
     if (!(p = calloc(1, sizeof *p)) ||
-        !(p->threads = calloc(workers, sizeof *p->threads))) {
+        !(p->w = calloc(workers, sizeof *p->w))) {
         free(p);
         return -ENOMEM;
     }
     p->workers = workers;
     p->limit = queue_limit ? queue_limit : workers;
     if ((err = ss__thread_attr_init(&p->attr, s->stack_size)) < 0) {
-        free(p->threads);
+        free(p->w);
         free(p);
         return err;
     }
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->nonempty, NULL);
     pthread_cond_init(&p->nonfull, NULL);
-    ss__cond_init_monotonic(&p->idle);
+    ss__cond_init_monotonic(&p->progress);
+    for (i = 0; i < workers; i++)
+        pthread_cond_init(&p->w[i].wake, NULL);
     atomic_init(&p->queued, 0);
     if ((err = ss__server_set_model(s, &pool_model, p)) < 0)
         pool_free(p);

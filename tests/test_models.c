@@ -278,6 +278,12 @@ static void test_pool_threads_back_to_baseline_after_1000_requests(void **state)
     check_sequential(POOL);
 }
 
+static void test_prefork_threads_back_to_baseline_after_1000_requests(void **state)
+{
+    (void)state;
+    check_sequential(PREFORK_THREADS);
+}
+
 static void test_forking_no_zombies_after_1000_requests(void **state)
 {
     (void)state;
@@ -1016,6 +1022,7 @@ int main(void)
         TEST(test_prefork_pool_200_clients_50_requests),
         TEST(test_threading_threads_back_to_baseline_after_1000_requests),
         TEST(test_pool_threads_back_to_baseline_after_1000_requests),
+        TEST(test_prefork_threads_back_to_baseline_after_1000_requests),
         TEST(test_forking_no_zombies_after_1000_requests),
         TEST(test_threading_reaps_finished_threads_while_serving),
         TEST(test_forking_never_exceeds_max_children),

@@ -80,7 +80,7 @@ static void run_server(constructor make, bool unix_family,
                        void (*examine)(const ss_address *))
 {
     const char *address = unix_family ? temp_path("srv") : "127.0.0.1:0";
-    int fds = count_fds(), i;
+    int fds = count_fds(), threads = count_threads(), i;
     ss_server *s;
     served sv;
 
@@ -100,6 +100,9 @@ static void run_server(constructor make, bool unix_family,
         expect_true(access(address, F_OK) != 0,
                     "close removes the socket file %s", address);
     assert_int_equal(settle_fds(fds), fds);
+    /* no handler threads, no children left */
+    assert_int_equal(settle_threads(threads), threads);
+    assert_int_equal(reap_zombies(), 0);
 }
 
 static void test_TCPServer(void **state)
