@@ -69,9 +69,11 @@ void example_start(example *e, const char *name, const char *const *args)
     double end = now() + WAIT_LIMIT;
     int i = 0, fd;
 
+    static int started;
+
     memset(e, 0, sizeof *e);
-    snprintf(e->log_path, sizeof e->log_path, "/tmp/ss-example-%d-%s.log",
-             (int)getpid(), name);
+    snprintf(e->log_path, sizeof e->log_path, "/tmp/ss-example-%d-%d-%s.log",
+             (int)getpid(), ++started, name);
     fd = open(e->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     assert_true(fd >= 0);
     argv[i++] = example_bin(name);

@@ -7,12 +7,19 @@ target_compile_definitions(ss_example_harness PUBLIC
   SS_EXAMPLES_DIR="${PROJECT_BINARY_DIR}/examples"
   SS_TEST_CLIENTS_DIR="${CMAKE_CURRENT_LIST_DIR}/clients")
 
-foreach(name test_examples_echo test_examples_chat test_examples_upload
-             test_examples_http)
+# Each test, and the example programs it runs (built first, so a test never
+# runs a stale copy).
+set(echo_programs echo_tcp_server echo_tcp_client echo_udp_server
+    echo_udp_client echo_unix_server echo_unix_client)
+set(chat_programs chat_server)
+set(upload_programs upload_server upload_client)
+set(http_programs http_server)
+foreach(kind echo chat upload http)
+  set(name test_examples_${kind})
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${name}.c)
     add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${name}.c)
     target_link_libraries(${name} PRIVATE ss_example_harness ss_example_parsers)
-    add_dependencies(${name} echo_tcp_server)
+    add_dependencies(${name} ${${kind}_programs})
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES TIMEOUT 600 LABELS examples
       ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
