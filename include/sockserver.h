@@ -449,6 +449,15 @@ SS_EXTERN ssize_t ss_readline(ss_request *r, char *buf, size_t size);
 /* Exactly len bytes, short only at EOF; or -errno. */
 SS_EXTERN ssize_t ss_read(ss_request *r, void *buf, size_t len);
 
+/* Wait until the request has something to read: bytes buffered by
+ * ss_readline/ss_read, data on the connection, or the client's EOF. At
+ * most `timeout` seconds (< 0: no limit; a shutdown drain still ends it).
+ * Returns 1 when readable, 0 after the timeout, or -errno (-ESHUTDOWN when
+ * a drain ends). A datagram request is readable while unread packet bytes
+ * remain and never waits. Lets a handler tell a client that is waiting for
+ * an answer from one that is already sending its next request. */
+SS_EXTERN int ss_wait_readable(ss_request *r, double timeout);
+
 /* wfile. Unbuffered (wbufsize 0): send everything now and return len.
  * Buffered: collect, sending when the buffer fills. Returns len (>= 0) or
  * -errno. Datagram requests: append to the reply, sent after finish. */

@@ -179,6 +179,9 @@ int  ss__request_end_io(ss_request *r);
 /* Receive into buf (flags for recv(2)), waiting as the handler timeout and
  * a drain allow: >0, 0 at EOF, or -errno (-ETIMEDOUT, -ESHUTDOWN). */
 ssize_t ss__io_recv(ss_request *r, void *buf, size_t len);
+/* Wait until the connection is readable, `timeout` seconds at most (< 0:
+ * no limit) or until a drain ends: 1, 0 on timeout, or -errno. */
+int     ss__io_wait_readable(ss_request *r, double timeout);
 /* Send some of buf on a stream: bytes sent (>0) or -errno. */
 ssize_t ss__io_send(ss_request *r, const void *buf, size_t len);
 /* Send buf as one datagram to the request's client: 0 or -errno. */

@@ -304,6 +304,17 @@ ssize_t ss_recv(ss_request *r, void *buf, size_t len)
     return ss__io_recv(r, buf, len);
 }
 
+int ss_wait_readable(ss_request *r, double timeout)
+{
+    if (!r)
+        return -EINVAL;
+    if (r->rpos < r->rend)
+        return 1;
+    if (r->datagram)
+        return 0;
+    return ss__io_wait_readable(r, timeout);
+}
+
 ssize_t ss_read(ss_request *r, void *buf, size_t len)
 {
     size_t got, chunk;

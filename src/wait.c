@@ -138,6 +138,28 @@ ssize_t ss__io_send(ss_request *r, const void *buf, size_t len)
     return errno == EAGAIN || errno == EWOULDBLOCK ? io_expired(r) : -errno;
 }
 
+int ss__io_wait_readable(ss_request *r, double timeout)
+{
+    double end = timeout < 0 ? -1 : ss__now() + timeout, drain, until;
+    int err;
+
+    for (;;) {
+        drain = ss__drain_left(r->server);
+        until = end;
+        if (drain >= 0 && (until < 0 || ss__now() + drain < until))
+            until = ss__now() + drain;
+        err = ss__io_poll(r->fd, POLLIN, until);
+        if (err == 0)
+            return 1;
+        if (err != -ETIMEDOUT)
+            return err;
+        if (ss__drain_left(r->server) == 0)
+            return drained(r);
+        if (end >= 0 && ss__now() >= end)
+            return 0;
+    }
+}
+
 int ss__io_poll(int fd, short events, double deadline)
 {
     struct pollfd p = {.fd = fd, .events = events};

@@ -200,6 +200,44 @@ static void test_io_functions_refuse_bad_arguments(void **state)
         assert_int_equal(got_n[i], -EINVAL);
 }
 
+static int wait_readable_cases(ss_request *r, const ss_address *c,
+                                ss_server *s)
+{
+    char line[16];
+
+    (void)c, (void)s;
+    got_n[0] = ss_wait_readable(r, 0.05);   /* nothing sent yet */
+    ss_write(r, "go\n", 3);
+    got_n[1] = ss_wait_readable(r, -1);     /* the client answers */
+    got_n[2] = ss_readline(r, line, sizeof line);   /* "a\n" of "a\nb\n" */
+    got_n[3] = ss_wait_readable(r, 0);      /* "b\n" is buffered */
+    got_n[4] = ss_readline(r, line, sizeof line);
+    got_n[5] = ss_wait_readable(r, 5.0);    /* EOF is readable */
+    got_n[6] = ss_wait_readable(NULL, 0);
+    return 0;
+}
+
+static void test_wait_readable_tells_waiting_from_sending_clients(void **state)
+{
+    ss_handler h = {.handle = wait_readable_cases};
+    char line[16];
+    session t;
+
+    (void)state;
+    open_session(&t, &h);
+    assert_int_equal(recv_line(t.fd, line, sizeof line), 3);
+    send_all_fd(t.fd, "a\nb\n", 4);
+    shutdown(t.fd, SHUT_WR);
+    close_session(&t);
+    assert_int_equal(got_n[0], 0);
+    assert_int_equal(got_n[1], 1);
+    assert_int_equal(got_n[2], 2);
+    assert_int_equal(got_n[3], 1);
+    assert_int_equal(got_n[4], 2);
+    assert_int_equal(got_n[5], 1);
+    assert_int_equal(got_n[6], -EINVAL);
+}
+
 /* ---- wfile ---------------------------------------------------------------- */
 
 static int buffered_writes(ss_request *r, const ss_address *c, ss_server *s)
@@ -457,6 +495,7 @@ int main(void)
         TEST(test_recv_after_readline_returns_the_buffered_bytes_first),
         TEST(test_read_is_exact_and_short_only_at_eof),
         TEST(test_io_functions_refuse_bad_arguments),
+        TEST(test_wait_readable_tells_waiting_from_sending_clients),
         TEST(test_buffered_wfile_sends_on_flush_and_after_finish),
         TEST(test_a_vanished_client_gives_epipe_not_sigpipe),
         TEST(test_sendall_sends_every_byte_to_a_slow_reader),
