@@ -20,7 +20,7 @@
 #define SS_MAX_CHILDREN_DEFAULT 40
 #define SS_FORKING_TIMEOUT      300.0   /* Python's ForkingMixIn.timeout */
 #define SS_NO_PIDFD_POLL        0.01    /* seconds, when pidfds are missing */
-#define SS_REAP_INTERVAL        0.002   /* service_actions reaps at most this
+#define SS_REAP_INTERVAL        0.02    /* service_actions reaps at most this
                                            often, unless at max_children */
 
 typedef struct child {
@@ -105,15 +105,17 @@ static void signal_all(forking *f, int sig)
         kill(f->children[i].pid, sig);
 }
 
-/* In the child: never return into the serving loop. */
+/* In the child: never return into the serving loop. It writes as little
+ * as it can to memory shared copy-on-write with the parent: every page it
+ * writes costs a fault and a copy, and a fork per request pays them all. */
 static void run_child(ss_server *s, ss_request *r)
 {
     int status;
 
-    ss__signals_in_child();
     if (s->type->socktype == SOCK_STREAM)
         ss__server_close_socket(s);     /* the datagram reply needs it */
-    status = ss__run_request(s, r);
+    status = ss__finish_and_report(s, r);
+    s->ops.shutdown_request(s, r);      /* no free: the process ends now */
     _exit(status == 0 ? 0 : 1);
 }
 
@@ -133,6 +135,9 @@ static int forking_process_request(ss_server *s, ss_request *r,
         wait_any(s, f, -1, true);
         collect(f, false);
     }
+    /* The child must not touch the registry (the server's pages), and a
+     * forking server never broadcasts. */
+    ss__registry_remove(s, r);
     if ((pid = fork()) < 0) {
         r->what = "fork";
         return -errno;

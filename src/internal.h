@@ -266,8 +266,10 @@ struct ss_server {
 int  ss__dispatch(ss_server *s, ss_request *r);
 /* shutdown_request, then drop the pipeline's reference. */
 void ss__end_request(ss_server *s, ss_request *r);
-/* finish_request + error reporting + end: what a handler thread or child
- * runs. Returns the handler status (0, SS_ABORT or an error). */
+/* finish_request, then handle_error when it failed (not for SS_ABORT or a
+ * request the server cut short). Returns the status (0, SS_ABORT, error). */
+int  ss__finish_and_report(ss_server *s, ss_request *r);
+/* ss__finish_and_report + ss__end_request: what a handler thread runs. */
 int  ss__run_request(ss_server *s, ss_request *r);
 /* Default handle_error text to stderr. */
 void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
@@ -325,9 +327,6 @@ void ss__prefork_free(ss_server *s);
 bool ss__prefork_is_worker(const ss_server *s);
 
 /* Signals (signals.c). */
-/* In a forked handler child: when ss_server_shutdown_on_signals is in force,
- * ignore SIGINT (the parent decides) and take SIGTERM's default action. */
-void ss__signals_in_child(void);
 /* In a prefork worker: SIGTERM asks the worker's loop to shut down; SIGINT
  * is left to the parent when it handles it. */
 int  ss__signals_in_worker(ss_server *s);

@@ -26,8 +26,13 @@ void ss__registry_add(ss_server *s, ss_request *r)
     pthread_mutex_unlock(&s->reg_lock);
 }
 
+/* Registration changes only in the thread that owns the request, so the
+ * owner may test it without the lock; a forked child, which unregistered
+ * before the fork, then never writes to the server's pages. */
 void ss__registry_remove(ss_server *s, ss_request *r)
 {
+    if (!r->registered)
+        return;
     pthread_mutex_lock(&s->reg_lock);
     if (r->registered) {
         if (r->reg_prev)

@@ -315,12 +315,19 @@ int ss__dispatch(ss_server *s, ss_request *r)
     return err == SS_ABORT ? SS_ABORT : 0;
 }
 
-int ss__run_request(ss_server *s, ss_request *r)
+int ss__finish_and_report(ss_server *s, ss_request *r)
 {
     int err = s->ops.finish_request(s, r, &r->client);
 
     if (err != 0 && err != SS_ABORT && !atomic_load(&r->forced))
         s->ops.handle_error(s, r, &r->client, err);
+    return err;
+}
+
+int ss__run_request(ss_server *s, ss_request *r)
+{
+    int err = ss__finish_and_report(s, r);
+
     ss__end_request(s, r);
     return err;
 }

@@ -9,29 +9,45 @@
 
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 static _Atomic(ss_server *) target;     /* shut down by SIGINT/SIGTERM */
+static atomic_int target_pid;           /* the process that installed it */
 static _Atomic(ss_server *) worker_target;  /* a prefork worker's server */
 static atomic_bool fired;
 static bool installed;
 static struct sigaction saved_int, saved_term;
 
+static void default_action(int sig)
+{
+    struct sigaction dfl;
+
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+    raise(sig);
+}
+
 static void on_shutdown_signal(int sig)
 {
     ss_server *s = atomic_load(&target);
+    int saved = errno;
 
-    if (atomic_exchange(&fired, true)) {
-        /* The second signal: the default action, at once. */
-        struct sigaction dfl;
-
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(sig, &dfl, NULL);
-        raise(sig);
+    /* In a forked handler child (which inherits this handler, and which
+     * resetting on every fork would cost copy-on-write faults): SIGINT from
+     * the terminal is the parent's to handle; SIGTERM, which close_timeout
+     * sends, ends the child. */
+    if (getpid() != atomic_load(&target_pid)) {
+        if (sig == SIGTERM)
+            default_action(sig);
+        errno = saved;
         return;
     }
-    if (s)
+    if (atomic_exchange(&fired, true))
+        default_action(sig);    /* the second signal: at once */
+    else if (s)
         ss_server_request_shutdown(s);
+    errno = saved;
 }
 
 static void on_worker_term(int sig)
@@ -68,6 +84,7 @@ int ss_server_shutdown_on_signals(ss_server *s)
         return 0;
     }
     atomic_store(&target, s);
+    atomic_store(&target_pid, (int)getpid());
     atomic_store(&fired, false);
     if ((err = set_handler(SIGINT, on_shutdown_signal,
                            installed ? NULL : &saved_int)) < 0)
@@ -77,14 +94,6 @@ int ss_server_shutdown_on_signals(ss_server *s)
         return err;
     installed = true;
     return 0;
-}
-
-void ss__signals_in_child(void)
-{
-    if (!installed)
-        return;
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_DFL);
 }
 
 int ss__signals_in_worker(ss_server *s)

@@ -32,7 +32,8 @@ void ss__close(int fd)
     int saved = errno;
 
     /* On Linux the descriptor is released even when close reports EINTR,
-     * so it must not be retried. */
-    (void)close(fd);
-    errno = saved;
+     * so it must not be retried. Writing errno only when it changed spares
+     * a forked child a copy-on-write fault. */
+    if (close(fd) < 0 && errno != saved)
+        errno = saved;
 }
