@@ -262,8 +262,11 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
  *   pthread_create ends that request through handle_error.
  * Forking (Python's ForkingMixIn): a child process per request, which
  *   exits 0 or 1 and never returns to the serving loop; max_children is a
- *   hard limit; only the server's own children are reaped (by pid); the
- *   default handle_request timeout becomes 300 s, as Python's.
+ *   hard limit (at it, the server waits for one of its children to exit
+ *   before it forks again); service_actions and handle_timeout reap
+ *   finished children (under load at most every 20 ms), only the server's
+ *   own, by pid; the default handle_request timeout becomes 300 s, as
+ *   Python's.
  * Thread pool: `workers` threads (started with the first request, in the
  *   process that serves) take requests from a queue of at most
  *   `queue_limit` (0 = workers); while it is full the server does not

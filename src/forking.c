@@ -126,7 +126,9 @@ static int forking_process_request(ss_server *s, ss_request *r,
     pid_t pid;
 
     (void)client;
-    collect(f, false);
+    /* Reaping is service_actions' job; here only the limit matters. */
+    if (f->count >= f->max)
+        collect(f, false);
     while (f->count >= f->max) {
         if (ss__shutdown_requested(s)) {
             atomic_store(&r->forced, true);     /* not a handler error */

@@ -6,6 +6,7 @@
  */
 #include "helpers.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -872,6 +873,30 @@ static void test_per_request_state_is_fresh_and_zeroed(void **state)
     ss_server_free(s);
 }
 
+static int request_cloexec = -1;
+
+static int report_cloexec(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)c, (void)s;
+    request_cloexec = fcntl(ss_request_fd(r), F_GETFD) & FD_CLOEXEC;
+    return 0;
+}
+
+static void test_server_and_request_sockets_are_close_on_exec(void **state)
+{
+    ss_handler h = {.handle = report_cloexec};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    ss_server *u = ss_unix_datagram_server_new(temp_path("cx"), &h, NULL);
+
+    (void)state;
+    assert_true(fcntl(ss_server_fileno(s), F_GETFD) & FD_CLOEXEC);
+    assert_true(fcntl(ss_server_fileno(u), F_GETFD) & FD_CLOEXEC);
+    one_request(s);
+    assert_int_equal(request_cloexec, FD_CLOEXEC);
+    ss_server_free(s);
+    ss_server_free(u);
+}
+
 /* ---- bad input ------------------------------------------------------------ */
 
 static void expect_construction_fails(ss_server *s, int err, const char *mention)
@@ -978,6 +1003,7 @@ int main(void)
         TEST(test_disable_nagle_algorithm_sets_tcp_nodelay),
         TEST(test_handler_timeout_makes_blocking_io_return_etimedout),
         TEST(test_per_request_state_is_fresh_and_zeroed),
+        TEST(test_server_and_request_sockets_are_close_on_exec),
         TEST(test_bad_constructions_fail_with_a_clear_error),
         TEST(test_a_thousand_failing_constructions_leak_nothing),
     };
