@@ -101,6 +101,28 @@ static int settle(int (*count)(void), int baseline)
     return n;
 }
 
+static int fds_before;
+
+int setup_fds(void **state)
+{
+    (void)state;
+    fds_before = count_fds();
+    return 0;
+}
+
+int check_fds(void **state)
+{
+    int n = settle_fds(fds_before);
+
+    (void)state;
+    if (n != fds_before) {
+        print_error("descriptor leak: %d open, %d before the test\n", n,
+                    fds_before);
+        return -1;
+    }
+    return 0;
+}
+
 int settle_fds(int baseline)
 {
     return settle(count_fds, baseline);

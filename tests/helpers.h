@@ -32,6 +32,12 @@
         }                                                                   \
     } while (0)
 
+/* A cmocka setup/teardown pair: the teardown fails the test when a
+ * descriptor opened during it is still open (after a bounded wait). */
+int setup_fds(void **state);
+int check_fds(void **state);
+#define FD_TEST(f) cmocka_unit_test_setup_teardown(f, setup_fds, check_fds)
+
 double now(void);
 void   sleep_ms(int ms);
 /* Poll fn(arg) every millisecond until it is true or `seconds` pass. */

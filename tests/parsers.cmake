@@ -10,7 +10,8 @@ if(NOT TARGET PkgConfig::CMOCKA)
 endif()
 
 foreach(name test_upload_header test_http_parser)
-  add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${name}.c)
+  add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${name}.c
+                 ${CMAKE_CURRENT_LIST_DIR}/guard.c)
   target_link_libraries(${name} PRIVATE ss_example_parsers PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS parsers)

@@ -13,29 +13,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int fds_before;
-
-static int setup_fds(void **state)
-{
-    (void)state;
-    fds_before = count_fds();
-    return 0;
-}
-
-static int check_fds(void **state)
-{
-    int n = settle_fds(fds_before);
-
-    (void)state;
-    if (n != fds_before) {
-        print_error("descriptor leak: %d open, %d before the test\n", n,
-                    fds_before);
-        return -1;
-    }
-    return 0;
-}
-
-#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_fds, check_fds)
 
 /* Whatever the handler records for the test to check. */
 static char got[8][256];
@@ -491,17 +468,17 @@ static void test_stream_request_has_no_packet(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_readline_splits_long_lines_and_returns_the_last_one),
-        TEST(test_recv_after_readline_returns_the_buffered_bytes_first),
-        TEST(test_read_is_exact_and_short_only_at_eof),
-        TEST(test_io_functions_refuse_bad_arguments),
-        TEST(test_wait_readable_tells_waiting_from_sending_clients),
-        TEST(test_buffered_wfile_sends_on_flush_and_after_finish),
-        TEST(test_a_vanished_client_gives_epipe_not_sigpipe),
-        TEST(test_sendall_sends_every_byte_to_a_slow_reader),
-        TEST(test_udp_packet_reply_and_truncation),
-        TEST(test_unix_datagram_packet_reply_and_truncation),
-        TEST(test_stream_request_has_no_packet),
+        FD_TEST(test_readline_splits_long_lines_and_returns_the_last_one),
+        FD_TEST(test_recv_after_readline_returns_the_buffered_bytes_first),
+        FD_TEST(test_read_is_exact_and_short_only_at_eof),
+        FD_TEST(test_io_functions_refuse_bad_arguments),
+        FD_TEST(test_wait_readable_tells_waiting_from_sending_clients),
+        FD_TEST(test_buffered_wfile_sends_on_flush_and_after_finish),
+        FD_TEST(test_a_vanished_client_gives_epipe_not_sigpipe),
+        FD_TEST(test_sendall_sends_every_byte_to_a_slow_reader),
+        FD_TEST(test_udp_packet_reply_and_truncation),
+        FD_TEST(test_unix_datagram_packet_reply_and_truncation),
+        FD_TEST(test_stream_request_has_no_packet),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

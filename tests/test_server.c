@@ -21,29 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int fds_before;
-
-static int setup_fds(void **state)
-{
-    (void)state;
-    fds_before = count_fds();
-    return 0;
-}
-
-static int check_fds(void **state)
-{
-    int n = settle_fds(fds_before);
-
-    (void)state;
-    if (n != fds_before) {
-        print_error("descriptor leak: %d open, %d before the test\n", n,
-                    fds_before);
-        return -1;
-    }
-    return 0;
-}
-
-#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_fds, check_fds)
 
 /* ---- the pipeline, recorded -------------------------------------------- */
 
@@ -972,40 +949,40 @@ static void test_a_thousand_failing_constructions_leak_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_hook_order_of_a_handled_request),
-        TEST(test_handler_error_reaches_handle_error_then_one_shutdown),
-        TEST(test_setup_failure_skips_handle_and_finish),
-        TEST(test_refused_request_goes_straight_to_shutdown),
-        TEST(test_abort_is_not_handled_and_propagates),
-        TEST(test_process_request_failure_is_reported_and_ended_once),
-        TEST(test_serve_forever_returns_abort_from_a_sync_handler),
-        TEST(test_default_handle_error_prints_pythons_block),
-        TEST(test_shutdown_is_prompt_whatever_the_poll_interval),
-        TEST(test_service_actions_runs_every_poll_interval),
-        TEST(test_service_actions_runs_after_each_request),
-        TEST(test_shutdown_request_is_sticky),
-        TEST(test_shutdown_of_a_server_not_serving_returns_at_once),
-        TEST(test_shutdown_from_the_serving_thread_only_asks),
-        TEST(test_request_shutdown_from_a_signal_handler),
-        TEST(test_serving_twice_at_once_is_ebusy),
-        TEST(test_handle_request_times_out_and_calls_handle_timeout),
-        TEST(test_handle_request_timeout_holds_across_eintr),
-        TEST(test_econnaborted_is_ignored),
-        TEST(test_emfile_backs_off_and_resumes),
-        TEST(test_port_zero_gives_the_real_port),
-        TEST(test_host_name_address),
-        TEST(test_ipv6_loopback),
-        TEST(test_all_interfaces_serve_ipv4_and_ipv6),
-        TEST(test_stale_unix_socket_file_is_replaced),
-        TEST(test_live_unix_server_path_is_eaddrinuse),
-        TEST(test_close_removes_only_its_own_socket_file),
-        TEST(test_regular_file_at_the_path_is_not_removed),
-        TEST(test_disable_nagle_algorithm_sets_tcp_nodelay),
-        TEST(test_handler_timeout_makes_blocking_io_return_etimedout),
-        TEST(test_per_request_state_is_fresh_and_zeroed),
-        TEST(test_server_and_request_sockets_are_close_on_exec),
-        TEST(test_bad_constructions_fail_with_a_clear_error),
-        TEST(test_a_thousand_failing_constructions_leak_nothing),
+        FD_TEST(test_hook_order_of_a_handled_request),
+        FD_TEST(test_handler_error_reaches_handle_error_then_one_shutdown),
+        FD_TEST(test_setup_failure_skips_handle_and_finish),
+        FD_TEST(test_refused_request_goes_straight_to_shutdown),
+        FD_TEST(test_abort_is_not_handled_and_propagates),
+        FD_TEST(test_process_request_failure_is_reported_and_ended_once),
+        FD_TEST(test_serve_forever_returns_abort_from_a_sync_handler),
+        FD_TEST(test_default_handle_error_prints_pythons_block),
+        FD_TEST(test_shutdown_is_prompt_whatever_the_poll_interval),
+        FD_TEST(test_service_actions_runs_every_poll_interval),
+        FD_TEST(test_service_actions_runs_after_each_request),
+        FD_TEST(test_shutdown_request_is_sticky),
+        FD_TEST(test_shutdown_of_a_server_not_serving_returns_at_once),
+        FD_TEST(test_shutdown_from_the_serving_thread_only_asks),
+        FD_TEST(test_request_shutdown_from_a_signal_handler),
+        FD_TEST(test_serving_twice_at_once_is_ebusy),
+        FD_TEST(test_handle_request_times_out_and_calls_handle_timeout),
+        FD_TEST(test_handle_request_timeout_holds_across_eintr),
+        FD_TEST(test_econnaborted_is_ignored),
+        FD_TEST(test_emfile_backs_off_and_resumes),
+        FD_TEST(test_port_zero_gives_the_real_port),
+        FD_TEST(test_host_name_address),
+        FD_TEST(test_ipv6_loopback),
+        FD_TEST(test_all_interfaces_serve_ipv4_and_ipv6),
+        FD_TEST(test_stale_unix_socket_file_is_replaced),
+        FD_TEST(test_live_unix_server_path_is_eaddrinuse),
+        FD_TEST(test_close_removes_only_its_own_socket_file),
+        FD_TEST(test_regular_file_at_the_path_is_not_removed),
+        FD_TEST(test_disable_nagle_algorithm_sets_tcp_nodelay),
+        FD_TEST(test_handler_timeout_makes_blocking_io_return_etimedout),
+        FD_TEST(test_per_request_state_is_fresh_and_zeroed),
+        FD_TEST(test_server_and_request_sockets_are_close_on_exec),
+        FD_TEST(test_bad_constructions_fail_with_a_clear_error),
+        FD_TEST(test_a_thousand_failing_constructions_leak_nothing),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,29 +20,6 @@
 typedef ss_server *(*constructor)(const char *, const ss_handler *,
                                   const ss_server_options *);
 
-static int fds_before;
-
-static int setup_fds(void **state)
-{
-    (void)state;
-    fds_before = count_fds();
-    return 0;
-}
-
-static int check_fds(void **state)
-{
-    int n = settle_fds(fds_before);
-
-    (void)state;
-    if (n != fds_before) {
-        print_error("descriptor leak: %d open, %d before the test\n", n,
-                    fds_before);
-        return -1;
-    }
-    return 0;
-}
-
-#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_fds, check_fds)
 
 /* ---- SocketServerTest ---------------------------------------------------- */
 
@@ -524,28 +501,28 @@ static void test_threads_reaped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_TCPServer),
-        TEST(test_UnixStreamServer),
-        TEST(test_UDPServer),
-        TEST(test_UnixDatagramServer),
-        TEST(test_ThreadingTCPServer),
-        TEST(test_ThreadingUnixStreamServer),
-        TEST(test_ThreadingUDPServer),
-        TEST(test_ThreadingUnixDatagramServer),
-        TEST(test_ForkingTCPServer),
-        TEST(test_ForkingUnixStreamServer),
-        TEST(test_ForkingUDPServer),
-        TEST(test_ForkingUnixDatagramServer),
-        TEST(test_shutdown),
-        TEST(test_close_immediately),
-        TEST(test_tcpserver_bind_leak),
-        TEST(test_context_manager),
-        TEST(test_sync_handled),
-        TEST(test_sync_not_handled),
-        TEST(test_basics),
-        TEST(test_write),
-        TEST(test_shutdown_request_called_if_verify_request_false),
-        TEST(test_threads_reaped),
+        FD_TEST(test_TCPServer),
+        FD_TEST(test_UnixStreamServer),
+        FD_TEST(test_UDPServer),
+        FD_TEST(test_UnixDatagramServer),
+        FD_TEST(test_ThreadingTCPServer),
+        FD_TEST(test_ThreadingUnixStreamServer),
+        FD_TEST(test_ThreadingUDPServer),
+        FD_TEST(test_ThreadingUnixDatagramServer),
+        FD_TEST(test_ForkingTCPServer),
+        FD_TEST(test_ForkingUnixStreamServer),
+        FD_TEST(test_ForkingUDPServer),
+        FD_TEST(test_ForkingUnixDatagramServer),
+        FD_TEST(test_shutdown),
+        FD_TEST(test_close_immediately),
+        FD_TEST(test_tcpserver_bind_leak),
+        FD_TEST(test_context_manager),
+        FD_TEST(test_sync_handled),
+        FD_TEST(test_sync_not_handled),
+        FD_TEST(test_basics),
+        FD_TEST(test_write),
+        FD_TEST(test_shutdown_request_called_if_verify_request_false),
+        FD_TEST(test_threads_reaped),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,36 +21,7 @@
 #include <cmocka.h>
 
 #include "upload_header.h"
-
-/* ---- the guard page ------------------------------------------------- */
-
-struct guarded {
-    char *base;   /* the mapping */
-    size_t size;  /* its size, guard page included */
-    char *data;   /* the copy, ending at the guard page */
-};
-
-static struct guarded guarded_copy(const void *bytes, size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t span = (len + page - 1) / page * page;
-    struct guarded g;
-
-    g.size = span + page;
-    g.base = mmap(NULL, g.size, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(g.base != MAP_FAILED);
-    assert_int_equal(mprotect(g.base + span, page, PROT_NONE), 0);
-    g.data = g.base + span - len;
-    if (len > 0)
-        memcpy(g.data, bytes, len);
-    return g;
-}
-
-static void guarded_free(struct guarded *g)
-{
-    munmap(g->base, g->size);
-}
+#include "guard.h"
 
 /* ---- helpers that fail with a sentence ------------------------------- */
 
