@@ -11,6 +11,7 @@ SYSCALLS  server, syscall, calls per request
 Only formats: every figure comes from those files.
 """
 import statistics
+import os
 import sys
 from collections import defaultdict
 
@@ -421,6 +422,17 @@ def header(meta, bgs):
     return lines
 
 
+def analysis():
+    """The hand-written explanation of missed targets (bench/ANALYSIS.md,
+    profiles that a run cannot regenerate), appended as it is."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "ANALYSIS.md")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [f.read().rstrip(), ""]
+
+
 def main(argv):
     meta = read_meta(argv[1])
     res = read_results(argv[2])
@@ -462,6 +474,7 @@ def main(argv):
             targets(res, syscalls), "",
             "### References against the scale quoted in the issue", "",
             scale_table(res), ""]
+    out += analysis()
     sys.stdout.write("\n".join(out))
     return 0
 
