@@ -104,6 +104,9 @@ typedef struct ss__model {
     int  (*active)(const ss_server *s);     /* handlers tracked */
     bool (*accepting)(ss_server *s);        /* may the loop take a request
                                                now? NULL = always */
+    void (*batch_end)(ss_server *s);        /* the loop took what was ready
+                                               and is about to sleep: start
+                                               the work queued. NULL = none */
     void (*destroy)(ss_server *s);          /* free model_state */
     bool same_process;              /* handlers run in this process, so
                                        ss_server_broadcast can reach them */

@@ -164,10 +164,21 @@ static int pool_process_request(ss_server *s, ss_request *r,
         p->head = r;
     p->tail = r;
     atomic_fetch_add(&p->queued, 1);
-    if (p->awake_idle == 0)
+    pthread_mutex_unlock(&p->lock);
+    return 0;   /* a worker is woken at the end of the batch */
+}
+
+/* The serving loop took what was ready: wake a worker for it unless one is
+ * awake already. Waking at each enqueue let the worker preempt the serving
+ * thread at every datagram of a burst when both share a core. */
+static void pool_batch_end(ss_server *s)
+{
+    pool *p = state(s);
+
+    pthread_mutex_lock(&p->lock);
+    if (p->head && p->awake_idle == 0)
         wake_one(p);
     pthread_mutex_unlock(&p->lock);
-    return 0;
 }
 
 static bool pool_accepting(ss_server *s)
@@ -287,6 +298,7 @@ static const ss__model pool_model = {
     .ops = &pool_ops,
     .active = pool_active,
     .accepting = pool_accepting,
+    .batch_end = pool_batch_end,
     .destroy = pool_destroy,
     .same_process = true,
 };

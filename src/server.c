@@ -578,7 +578,7 @@ static int get_request_failed(ss_server *s, int err)
 /* The server socket is readable: take up to SS_BATCH requests, as long as
  * no shutdown is requested and the model has room. Returns 0, SS_ABORT or
  * a fatal error. */
-static int handle_ready(ss_server *s)
+static int take_batch(ss_server *s)
 {
     ss_request *r;
     int i, err;
@@ -598,6 +598,23 @@ static int handle_ready(ss_server *s)
             return err;
     }
     return 0;
+}
+
+static void batch_end(ss_server *s)
+{
+    if (s->model && s->model->batch_end)
+        s->model->batch_end(s);
+}
+
+/* Take the batch, then let the model start on it (the pool wakes a worker
+ * only now, so that the worker does not preempt the serving thread at
+ * every request of a burst when they share a core). */
+static int handle_ready(ss_server *s)
+{
+    int err = take_batch(s);
+
+    batch_end(s);
+    return err;
 }
 
 static int poll_timeout_ms(ss_server *s, double interval, bool listening)
@@ -684,7 +701,9 @@ int ss_handle_request(ss_server *s)
             continue;   /* taken by another process, or gone */
         if (err < 0)
             return err;
-        return ss__dispatch(s, r);
+        err = ss__dispatch(s, r);
+        batch_end(s);
+        return err;
     }
 }
 
