@@ -11,7 +11,7 @@ endif()
 
 foreach(name test_upload_header test_http_parser)
   add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${name}.c
-                 ${CMAKE_CURRENT_LIST_DIR}/guard.c)
+                 ${CMAKE_CURRENT_LIST_DIR}/parser_check.c)
   target_link_libraries(${name} PRIVATE ss_example_parsers PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS parsers)

@@ -25,46 +25,7 @@
 #include <cmocka.h>
 
 #include "http_parser.h"
-#include "guard.h"
-
-/* ---- helpers that fail with a sentence ------------------------------- */
-
-static void failed_at(const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprint_error(fmt, ap);
-    va_end(ap);
-    print_error("\n");
-    _fail(file, line);
-}
-
-/* Input bytes with CR, LF and the like made visible, for messages. */
-static const char *show(const char *s, size_t len)
-{
-    static char text[2][512];
-    static int which;
-    char *t = text[which ^= 1];
-    size_t i, n = 0;
-
-    for (i = 0; i < len && n + 8 < sizeof text[0]; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c == '\r')
-            n += (size_t)snprintf(t + n, sizeof text[0] - n, "\\r");
-        else if (c == '\n')
-            n += (size_t)snprintf(t + n, sizeof text[0] - n, "\\n");
-        else if (c >= 0x20 && c < 0x7F)
-            t[n++] = (char)c;
-        else
-            n += (size_t)snprintf(t + n, sizeof text[0] - n, "\\x%02X", c);
-    }
-    if (i < len)
-        n += (size_t)snprintf(t + n, sizeof text[0] - n, "...");
-    t[n] = '\0';
-    return t;
-}
+#include "parser_check.h"
 
 #define MAX_HEADERS 8
 

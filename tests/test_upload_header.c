@@ -21,40 +21,7 @@
 #include <cmocka.h>
 
 #include "upload_header.h"
-#include "guard.h"
-
-/* ---- helpers that fail with a sentence ------------------------------- */
-
-static void failed_at(const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vprint_error(fmt, ap);
-    va_end(ap);
-    print_error("\n");
-    _fail(file, line);
-}
-
-/* Input bytes as a C string literal would show them, for messages. */
-static const char *show(const char *s, size_t len)
-{
-    static char text[512];
-    size_t i, n = 0;
-
-    for (i = 0; i < len && n + 8 < sizeof text; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c >= 0x20 && c < 0x7F)
-            text[n++] = (char)c;
-        else
-            n += (size_t)snprintf(text + n, sizeof text - n, "\\x%02X", c);
-    }
-    if (i < len)
-        n += (size_t)snprintf(text + n, sizeof text - n, "...");
-    text[n] = '\0';
-    return text;
-}
+#include "parser_check.h"
 
 static int parse(const char *json, size_t len, struct upload_header *h,
                  const char **why)

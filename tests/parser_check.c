@@ -1,0 +1,73 @@
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "parser_check.h"
+
+struct guarded guarded_copy(const void *bytes, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t span = (len + page - 1) / page * page;
+    struct guarded g;
+
+    g.size = span + page;
+    g.base = mmap(NULL, g.size, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(g.base != MAP_FAILED);
+    assert_int_equal(mprotect(g.base + span, page, PROT_NONE), 0);
+    g.data = g.base + span - len;
+    if (len > 0 && bytes != NULL)
+        memcpy(g.data, bytes, len);
+    return g;
+}
+
+void guarded_free(struct guarded *g)
+{
+    munmap(g->base, g->size);
+}
+
+void failed_at(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vprint_error(fmt, ap);
+    va_end(ap);
+    print_error("\n");
+    _fail(file, line);
+}
+
+/* Input bytes with CR, LF and the like made visible, for messages. */
+const char *show(const char *s, size_t len)
+{
+    static char text[2][512];
+    static int which;
+    char *t = text[which ^= 1];
+    size_t i, n = 0;
+
+    for (i = 0; i < len && n + 8 < sizeof text[0]; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '\r')
+            n += (size_t)snprintf(t + n, sizeof text[0] - n, "\\r");
+        else if (c == '\n')
+            n += (size_t)snprintf(t + n, sizeof text[0] - n, "\\n");
+        else if (c >= 0x20 && c < 0x7F)
+            t[n++] = (char)c;
+        else
+            n += (size_t)snprintf(t + n, sizeof text[0] - n, "\\x%02X", c);
+    }
+    if (i < len)
+        n += (size_t)snprintf(t + n, sizeof text[0] - n, "...");
+    t[n] = '\0';
+    return t;
+}
