@@ -76,13 +76,13 @@ void ss__request_close_fd(ss_request *r)
 
 int ss__request_begin(ss_request *r)
 {
-    int one = 1, family = r->server->address.storage.ss_family;
+    int one = 1, family = r->server->address.storage.ss_family, err;
 
     if (r->datagram)
         return 0;
-    if (r->timeout > 0 && ss__io_set_timeout(r->fd, r->timeout) < 0) {
+    if (r->timeout > 0 && (err = ss__io_set_timeout(r->fd, r->timeout)) < 0) {
         r->what = "setsockopt SO_RCVTIMEO";
-        return -errno;
+        return err;
     }
     if (r->server->handler.disable_nagle_algorithm &&
         (family == AF_INET || family == AF_INET6) &&

@@ -1,12 +1,14 @@
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -70,4 +72,26 @@ const char *show(const char *s, size_t len)
         n += (size_t)snprintf(t + n, sizeof text[0] - n, "...");
     t[n] = '\0';
     return t;
+}
+
+void guard_page_faults_on_a_read_past_the_input(void **state)
+{
+    int status;
+    pid_t pid;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct guarded g = guarded_copy("{}", 2);
+
+        /* cmocka's handler would turn the fault into a test failure in
+         * this copy of the runner; the default action is what we test. */
+        signal(SIGSEGV, SIG_DFL);
+        _exit(((volatile char *)g.data)[2]);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV)
+        fail_msg("expected reading one byte past the input to die of "
+                 "SIGSEGV; status was %#x", status);
 }

@@ -29,4 +29,8 @@ void failed_at(const char *file, int line, const char *fmt, ...)
  * written as escapes, for messages; two calls' results stay valid at once. */
 const char *show(const char *s, size_t len);
 
+/* A test of the harness itself: reading one byte past a guarded copy
+ * kills a child with SIGSEGV. */
+void guard_page_faults_on_a_read_past_the_input(void **state);
+
 #endif

@@ -827,30 +827,6 @@ static void refuses_traversal_as_a_bad_request_even_when_too_long(void **state)
         fail_msg("expected a long path with \"..\" to be a bad request (-1)");
 }
 
-/* ---- the harness -------------------------------------------------------- */
-
-static void guard_page_faults_on_a_read_past_the_input(void **state)
-{
-    int status;
-    pid_t pid;
-
-    (void)state;
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct guarded g = guarded_copy("GET", 3);
-
-        /* cmocka's handler would turn the fault into a test failure in
-         * this copy of the runner; the default action is what we test. */
-        signal(SIGSEGV, SIG_DFL);
-        _exit(((volatile char *)g.data)[3]);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV)
-        fail_msg("expected reading one byte past the input to die of "
-                 "SIGSEGV; status was %#x", status);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {

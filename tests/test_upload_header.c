@@ -630,30 +630,6 @@ static void filename_ok_refuses_more_than_255_bytes(void **state)
     assert_string_equal(why, "filename too long");
 }
 
-/* ---- the harness ------------------------------------------------------ */
-
-static void guard_page_faults_on_a_read_past_the_input(void **state)
-{
-    int status;
-    pid_t pid;
-
-    (void)state;
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct guarded g = guarded_copy("{}", 2);
-
-        /* cmocka's handler would turn the fault into a test failure in
-         * this copy of the runner; the default action is what we test. */
-        signal(SIGSEGV, SIG_DFL);
-        _exit(((volatile char *)g.data)[2]);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV)
-        fail_msg("expected reading one byte past the input to die of "
-                 "SIGSEGV; status was %#x", status);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
