@@ -314,7 +314,8 @@ SS_EXTERN int ss_server_fileno(const ss_server *server);
 /* options->data. Any thread. */
 SS_EXTERN void *ss_server_data(const ss_server *server);
 /* Handler threads or child processes currently tracked (Python's _threads /
- * active_children): 0 for a synchronous server. Any thread. */
+ * active_children): 0 for a synchronous server, and in a forking server's
+ * child (it has no children of its own). Any thread. */
 SS_EXTERN int ss_server_active_handlers(const ss_server *server);
 
 /* Serve until shutdown. The loop sleeps in poll() on the server socket and a

@@ -14,6 +14,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,17 +30,35 @@ typedef struct child {
                        then, or where pidfd_open is unavailable */
 } child;
 
+/* The parent's bookkeeping. It lives in memory that a forked process sees
+ * as zeros (ss__map_parent_only): the parent writes it after every fork,
+ * and in memory shared copy-on-write with the children each fork would
+ * make those writes copy a page. What must survive a fork (the limit, the
+ * size) is derived from the server's options instead. */
 typedef struct forking {
-    int        max;
+    pid_t      pid;     /* whose children these are; see mine() */
     atomic_int count;   /* atomic: ss_server_active_handlers reads it from
                            any thread */
-    child     *children;    /* max entries */
     double     reaped_at;   /* when collect last ran */
+    void      *spare;       /* the last request's memory, for the next */
+    size_t     spare_size;
+    child      children[];  /* max_children entries */
 } forking;
 
-static forking *state(const ss_server *s)
+static int max_children(const ss_server *s)
 {
-    return s->model_state;
+    return s->options.max_children > 0 ? s->options.max_children
+                                       : SS_MAX_CHILDREN_DEFAULT;
+}
+
+/* 0 when max_children entries do not fit in a size_t. */
+static size_t state_size(const ss_server *s)
+{
+    size_t max = (size_t)max_children(s);
+
+    if (max > (SIZE_MAX - sizeof(forking)) / sizeof(child))
+        return 0;
+    return sizeof(forking) + max * sizeof(child);
 }
 
 static void forget(forking *f, int i)
@@ -47,6 +66,23 @@ static void forget(forking *f, int i)
     if (f->children[i].pidfd >= 0)
         ss__close(f->children[i].pidfd);
     f->children[i] = f->children[--f->count];
+}
+
+/* The table of this process. A process forked from the one that set the
+ * server up (a daemon, a handler's child) sees it wiped, or where the
+ * kernel cannot wipe it, holding the other process's children: either way
+ * it starts a table of its own. */
+static forking *mine(ss_server *s)
+{
+    forking *f = s->model_state;
+    pid_t self = getpid();
+
+    if (f->pid != self) {
+        while (f->count > 0)
+            forget(f, 0);   /* closes inherited pidfds */
+        f->pid = self;
+    }
+    return f;
 }
 
 /* Reap this server's children that have exited (all of them, waiting, when
@@ -122,14 +158,15 @@ static void run_child(ss_server *s, ss_request *r)
 static int forking_process_request(ss_server *s, ss_request *r,
                                    const ss_address *client)
 {
-    forking *f = state(s);
+    forking *f = mine(s);
+    int max = max_children(s);
     pid_t pid;
 
     (void)client;
     /* Reaping is service_actions' job; here only the limit matters. */
-    if (f->count >= f->max)
+    if (f->count >= max)
         collect(f, false);
-    while (f->count >= f->max) {
+    while (f->count >= max) {
         if (ss__shutdown_requested(s)) {
             atomic_store(&r->forced, true);     /* not a handler error */
             return -ESHUTDOWN;
@@ -137,9 +174,8 @@ static int forking_process_request(ss_server *s, ss_request *r,
         wait_any(s, f, -1, true);
         collect(f, false);
     }
-    /* The child must not touch the registry (the server's pages), and a
-     * forking server never broadcasts. */
-    ss__registry_remove(s, r);
+    /* The request is not in the registry (same_process is false): the
+     * child does not write the server's pages to leave it. */
     if ((pid = fork()) < 0) {
         r->what = "fork";
         return -errno;
@@ -160,16 +196,16 @@ static int forking_process_request(ss_server *s, ss_request *r,
  * cost more than the requests. */
 static void forking_service_actions(ss_server *s)
 {
-    forking *f = state(s);
+    forking *f = mine(s);
 
     s->type->ops->service_actions(s);
-    if (f->count >= f->max || ss__now() - f->reaped_at >= SS_REAP_INTERVAL)
+    if (f->count >= max_children(s) || ss__now() - f->reaped_at >= SS_REAP_INTERVAL)
         collect(f, false);
 }
 
 static void forking_handle_timeout(ss_server *s)
 {
-    collect(state(s), false);
+    collect(mine(s), false);
 }
 
 /* Wait for the children until `seconds` pass; true when none is left. */
@@ -185,7 +221,7 @@ static bool wait_children(ss_server *s, forking *f, double seconds)
 
 static void forking_server_close(ss_server *s)
 {
-    forking *f = state(s);
+    forking *f = mine(s);
     double t = s->options.close_timeout;
 
     s->type->ops->server_close(s);      /* stop listening first */
@@ -201,25 +237,55 @@ static void forking_server_close(ss_server *s)
     collect(f, true);
 }
 
-static int forking_active(const ss_server *s)
+/* One request at a time lives in the parent, from accept to fork: reusing
+ * its memory keeps malloc's pages (and errno, which free saves) out of the
+ * parent's writes between forks. */
+static void *forking_request_alloc(ss_server *s, size_t size)
 {
-    return state(s)->count;
+    forking *f = s->model_state;
+    void *m = f->spare;
+
+    if (!m || f->spare_size < size)
+        return NULL;
+    f->spare = NULL;
+    return memset(m, 0, size);
 }
 
-static void forking_free(forking *f)
+static bool forking_request_release(ss_server *s, void *m, size_t size)
 {
-    free(f->children);
-    free(f);
+    forking *f = s->model_state;
+
+    if (f->spare && f->spare_size >= size)
+        return false;
+    free(f->spare);
+    f->spare = m;
+    f->spare_size = size;
+    return true;
+}
+
+/* A table that is not this process's own (see mine()) has no children
+ * of this process in it. */
+static int forking_active(const ss_server *s)
+{
+    const forking *f = s->model_state;
+
+    return f->pid == getpid() ? atomic_load(&f->count) : 0;
+}
+
+static void forking_free(ss_server *s, forking *f)
+{
+    free(f->spare);
+    ss__unmap_parent_only(f, state_size(s));
 }
 
 static void forking_destroy(ss_server *s)
 {
-    forking *f = state(s);
+    forking *f = mine(s);
 
     collect(f, false);
     while (f->count > 0)
         forget(f, 0);   /* still running: no longer watched */
-    forking_free(f);
+    forking_free(s, f);
 }
 
 static const ss_server_ops forking_ops = {
@@ -234,28 +300,26 @@ static const ss__model forking_model = {
     .ops = &forking_ops,
     .active = forking_active,
     .destroy = forking_destroy,
+    .request_alloc = forking_request_alloc,
+    .request_release = forking_request_release,
     .same_process = false,
 };
 
 int ss_server_use_forking(ss_server *s)
 {
     forking *f;
+    size_t size;
     int err;
 
     if (!s)
         return -EINVAL;
     if (s->prefork)
         return -ENOTSUP;
-    if (!(f = calloc(1, sizeof *f)))
+    if ((size = state_size(s)) == 0 || !(f = ss__map_parent_only(size)))
         return -ENOMEM;
-    f->max = s->options.max_children > 0 ? s->options.max_children
-                                         : SS_MAX_CHILDREN_DEFAULT;
-    if (!(f->children = calloc((size_t)f->max, sizeof *f->children))) {
-        free(f);
-        return -ENOMEM;
-    }
+    f->pid = getpid();
     if ((err = ss__server_set_model(s, &forking_model, f)) < 0) {
-        forking_free(f);
+        forking_free(s, f);
         return err;
     }
     if (s->options.timeout == 0)

@@ -74,6 +74,11 @@ void ss__close(int fd);
 /* A descriptor that polls readable when `pid` exits (pidfd), or -errno
  * (-ENOSYS on kernels without pidfd_open). */
 int ss__pidfd_open(pid_t pid);
+/* Zeroed memory that a forked child sees as zeros again: fork neither
+ * copies it nor write-protects the parent's pages, so the parent's writes
+ * there after a fork cost no copy-on-write fault. NULL on ENOMEM. */
+void *ss__map_parent_only(size_t size);
+void  ss__unmap_parent_only(void *p, size_t size);
 
 /* ---- addresses (address.c) ---------------------------------------------- */
 
@@ -108,6 +113,11 @@ typedef struct ss__model {
                                                and is about to sleep: start
                                                the work queued. NULL = none */
     void (*destroy)(ss_server *s);          /* free model_state */
+    /* Request memory (request.c). alloc: `size` zeroed bytes, or NULL for
+     * calloc's; release: true when the model keeps the memory of a request
+     * it allocated or not (malloc'ed), false to have it freed. NULL = none. */
+    void *(*request_alloc)(ss_server *s, size_t size);
+    bool  (*request_release)(ss_server *s, void *mem, size_t size);
     bool same_process;              /* handlers run in this process, so
                                        ss_server_broadcast can reach them */
 } ss__model;
@@ -160,6 +170,7 @@ struct ss_request {
     int             pending_error;  /* set by get_request: finish_request
                                        reports it instead of handling */
 
+    size_t          size;           /* of the allocation */
     void           *state;          /* handler state_size bytes */
     max_align_t     data[];         /* state, then the packet */
 };

@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,4 +23,26 @@ int ss__pidfd_open(pid_t pid)
     (void)pid;
     return -ENOSYS;
 #endif
+}
+
+/* MADV_WIPEONFORK (Linux 4.14): fork does not share the range with the
+ * child, which sees zeros there, so fork leaves the parent's pages
+ * writable. Elsewhere the memory is ordinary: correct, only slower. */
+void *ss__map_parent_only(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_WIPEONFORK
+    (void)madvise(p, size, MADV_WIPEONFORK);
+#endif
+    return p;
+}
+
+void ss__unmap_parent_only(void *p, size_t size)
+{
+    if (p)
+        (void)munmap(p, size);
 }

@@ -12,8 +12,14 @@
 #include <assert.h>
 #include <stdlib.h>
 
+/* Requests of a model whose handlers run in other processes (forking) stay
+ * out: they live in this process only until the fork, nothing here can
+ * block on them, and the registry's pages are then not written between
+ * forks (each such page costs a copy-on-write fault per fork). */
 void ss__registry_add(ss_server *s, ss_request *r)
 {
+    if (s->model && !s->model->same_process)
+        return;
     pthread_mutex_lock(&s->reg_lock);
     assert(!r->registered);
     r->reg_prev = NULL;

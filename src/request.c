@@ -19,13 +19,32 @@ static size_t round_up(size_t n, size_t to)
     return (n + to - 1) / to * to;
 }
 
+/* Zeroed request memory: the model's, if it keeps some, else calloc's. */
+static void *request_memory(ss_server *s, size_t size)
+{
+    void *m = NULL;
+
+    if (s->model && s->model->request_alloc)
+        m = s->model->request_alloc(s, size);
+    return m ? m : calloc(1, size);
+}
+
+static void request_memory_release(ss_server *s, void *m, size_t size)
+{
+    if (!s->model || !s->model->request_release ||
+        !s->model->request_release(s, m, size))
+        free(m);
+}
+
 ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
 {
     size_t state = round_up(s->handler.state_size, _Alignof(max_align_t));
-    ss_request *r = calloc(1, sizeof *r + state + extra);
+    size_t size = sizeof(ss_request) + state + extra;
+    ss_request *r = request_memory(s, size);
 
     if (!r)
         return NULL;
+    r->size = size;
     r->server = s;
     r->fd = fd;
     atomic_init(&r->refs, 1);
@@ -56,7 +75,7 @@ void ss__request_unref(ss_request *r)
         free(r->rbuf);
     free(r->wbuf);
     pthread_mutex_destroy(&r->wlock);
-    free(r);
+    request_memory_release(r->server, r, r->size);
 }
 
 void ss__request_close_fd(ss_request *r)

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -888,6 +889,171 @@ static void test_forking_close_immediately(void **state)
     ss_server_free(s);
 }
 
+/* ---- what a forking child sees of its server ------------------------------ */
+
+#define STATE_BYTES 48
+
+/* The child reports the handlers its server tracks and whether its request
+ * state started zeroed (the parent reuses request memory), then echoes. */
+static int report_child_view(ss_request *r, const ss_address *c, ss_server *s)
+{
+    unsigned char *st = ss_request_state(r);
+    char line[64];
+    bool zeroed = st != NULL;
+    int i, n;
+
+    for (i = 0; st && i < STATE_BYTES; i++)
+        zeroed = zeroed && st[i] == 0;
+    if (st)
+        memset(st, 0xa5, STATE_BYTES);
+    n = snprintf(line, sizeof line, "%d %s\n", ss_server_active_handlers(s),
+                 zeroed ? "zeroed" : "dirty");
+    if ((i = ss_sendall(r, line, (size_t)n)) < 0)
+        return i;
+    return echo_lines(r, c, s);
+}
+
+static void test_forking_child_view_of_its_server(void **state)
+{
+    ss_handler h = {.handle = report_child_view, .state_size = STATE_BYTES};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char line[64];
+    served sv;
+    int i, fd;
+
+    (void)state;
+    expect_true(s != NULL, "%s", ss_last_error());
+    assert_int_equal(ss_server_use_forking(s), 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 20; i++) {
+        fd = client_connect(ss_server_address(s));
+        assert_true(fd >= 0);
+        expect_true(recv_line(fd, line, sizeof line) > 0, "request %d: %s", i,
+                    strerror(errno));
+        /* The child has no children; its state starts zeroed every time. */
+        assert_string_equal(line, "0 zeroed\n");
+        /* The parent tracks the child, which waits for our EOF. */
+        assert_true(ss_server_active_handlers(s) >= 1);
+        /* shutdown, not close alone: the child holds a copy of this
+         * client's descriptor too (it was forked from this process). */
+        shutdown(fd, SHUT_WR);
+        assert_int_equal(recv_line(fd, line, sizeof line), 0);
+        close(fd);
+    }
+    stop_serving(&sv);
+    ss_server_close(s);
+    assert_int_equal(ss_server_active_handlers(s), 0);
+    ss_server_free(s);
+}
+
+static int echo_packet(ss_request *r, const ss_address *c, ss_server *s)
+{
+    size_t len;
+    const void *p = ss_request_packet(r, &len);
+
+    (void)c, (void)s;
+    return ss_sendall(r, p, len);
+}
+
+/* Datagram requests differ in size: the reused request memory must fit
+ * every packet, growing and shrinking. */
+static void test_forking_datagrams_of_changing_sizes(void **state)
+{
+    static const size_t sizes[] = {1, 3000, 10, 8000, 100, 8192, 0, 2, 5000};
+    ss_handler h = {.handle = echo_packet};
+    ss_server *s = ss_forking_udp_server_new("127.0.0.1:0", &h, NULL);
+    const ss_address *a;
+    char out[8192], in[8193];
+    size_t i, j;
+    served sv;
+    int fd;
+
+    (void)state;
+    expect_true(s != NULL, "%s", ss_last_error());
+    a = ss_server_address(s);
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_dgram(a, NULL, 0);
+    assert_true(fd >= 0);
+    for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        ssize_t n;
+
+        for (j = 0; j < sizes[i]; j++)
+            out[j] = (char)('a' + (i * 7 + j) % 26);
+        n = sendto(fd, out, sizes[i], 0, (const struct sockaddr *)&a->storage,
+                   a->len);
+        assert_int_equal(n, (ssize_t)sizes[i]);
+        n = recv(fd, in, sizeof in, 0);
+        expect_true(n == (ssize_t)sizes[i], "packet %zu: %zd bytes back of "
+                    "%zu (%s)", i, n, sizes[i], n < 0 ? strerror(errno) : "");
+        assert_memory_equal(in, out, sizes[i]);
+    }
+    close(fd);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* A process forked after the server was set up (a daemon) serves with a
+ * table of children of its own, and stops having reaped every one. */
+static int daemon_serves(ss_server *s, int requests)
+{
+    int i, err;
+
+    for (i = 0; i < requests; i++)
+        if ((err = ss_handle_request(s)) < 0) {
+            fprintf(stderr, "daemon: handle_request: %s\n", ss_strerror(err));
+            return 1;
+        }
+    ss_server_close(s);
+    if (ss_server_active_handlers(s) != 0) {
+        fprintf(stderr, "daemon: %d handlers after close\n",
+                ss_server_active_handlers(s));
+        return 1;
+    }
+    if (waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD) {
+        fprintf(stderr, "daemon: children left unreaped\n");
+        return 1;
+    }
+    return 0;
+}
+
+static void test_forking_server_serves_after_the_process_forks(void **state)
+{
+    ss_server *s = new_server(FORKING, echo_lines, NULL);
+    char line[64], want[64];
+    int i, fd, status = -1;
+    double end;
+    pid_t daemon;
+
+    (void)state;
+    daemon = fork();
+    assert_true(daemon >= 0);
+    if (daemon == 0)
+        _exit(daemon_serves(s, 3));
+    for (i = 0; i < 3; i++) {
+        fd = client_connect(ss_server_address(s));
+        assert_true(fd >= 0);
+        snprintf(want, sizeof want, "request %d\n", i);
+        assert_int_equal(send_all_fd(fd, want, strlen(want)), 0);
+        expect_true(recv_line(fd, line, sizeof line) > 0, "request %d: %s", i,
+                    strerror(errno));
+        assert_string_equal(line, want);
+        shutdown(fd, SHUT_WR);
+        assert_int_equal(recv_line(fd, line, sizeof line), 0);
+        close(fd);
+    }
+    end = now() + 20;
+    while (waitpid(daemon, &status, WNOHANG) == 0 && now() < end)
+        sleep_ms(10);
+    if (now() >= end) {
+        kill(daemon, SIGKILL);
+        waitpid(daemon, &status, 0);
+    }
+    expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the daemon failed (status %#x)", status);
+    assert_int_equal(ss_server_active_handlers(s), 0);
+    ss_server_free(s);
+}
+
 /* ---- a failed pthread_create ends one request ------------------------------ */
 
 static atomic_int thread_errors;
@@ -1012,6 +1178,9 @@ int main(void)
         TEST(test_forking_handled),
         TEST(test_forking_not_handled),
         TEST(test_forking_close_immediately),
+        TEST(test_forking_child_view_of_its_server),
+        TEST(test_forking_datagrams_of_changing_sizes),
+        TEST(test_forking_server_serves_after_the_process_forks),
         TEST(test_mixins_refuse_bad_combinations),
         TEST(test_sync_200_clients_50_requests),
         TEST(test_threading_200_clients_50_requests),
