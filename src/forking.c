@@ -45,6 +45,10 @@ typedef struct forking {
     child      children[];  /* max_children entries */
 } forking;
 
+/* Whether the kernel wipes the table in a forked process. A property of
+ * the kernel, so of every process the server may end up in. */
+static atomic_bool table_wiped;
+
 static int max_children(const ss_server *s)
 {
     return s->options.max_children > 0 ? s->options.max_children
@@ -75,9 +79,13 @@ static void forget(forking *f, int i)
 static forking *mine(ss_server *s)
 {
     forking *f = s->model_state;
-    pid_t self = getpid();
+    pid_t self;
 
-    if (f->pid != self) {
+    /* A wiped table reads pid 0 in any other process: a set pid is ours. */
+    if (f->pid != 0 && atomic_load_explicit(&table_wiped,
+                                            memory_order_relaxed))
+        return f;
+    if (f->pid != (self = getpid())) {
         while (f->count > 0)
             forget(f, 0);   /* closes inherited pidfds */
         f->pid = self;
@@ -196,7 +204,7 @@ static int forking_process_request(ss_server *s, ss_request *r,
  * cost more than the requests. */
 static void forking_service_actions(ss_server *s)
 {
-    forking *f = mine(s);
+    forking *f = mine(s);   /* no system call once the pid is set */
 
     s->type->ops->service_actions(s);
     if (f->count >= max_children(s) || ss__now() - f->reaped_at >= SS_REAP_INTERVAL)
@@ -309,14 +317,17 @@ int ss_server_use_forking(ss_server *s)
 {
     forking *f;
     size_t size;
+    bool wiped;
     int err;
 
     if (!s)
         return -EINVAL;
     if (s->prefork)
         return -ENOTSUP;
-    if ((size = state_size(s)) == 0 || !(f = ss__map_parent_only(size)))
+    if ((size = state_size(s)) == 0 ||
+        !(f = ss__map_parent_only(size, &wiped)))
         return -ENOMEM;
+    atomic_store(&table_wiped, wiped);
     f->pid = getpid();
     if ((err = ss__server_set_model(s, &forking_model, f)) < 0) {
         forking_free(s, f);

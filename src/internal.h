@@ -74,10 +74,11 @@ void ss__close(int fd);
 /* A descriptor that polls readable when `pid` exits (pidfd), or -errno
  * (-ENOSYS on kernels without pidfd_open). */
 int ss__pidfd_open(pid_t pid);
-/* Zeroed memory that a forked child sees as zeros again: fork neither
- * copies it nor write-protects the parent's pages, so the parent's writes
- * there after a fork cost no copy-on-write fault. NULL on ENOMEM. */
-void *ss__map_parent_only(size_t size);
+/* Zeroed memory that a forked child sees as zeros again (*wiped true): fork
+ * neither copies it nor write-protects the parent's pages, so the parent's
+ * writes there after a fork cost no copy-on-write fault. Where the kernel
+ * cannot do that, ordinary memory (*wiped false). NULL on ENOMEM. */
+void *ss__map_parent_only(size_t size, bool *wiped);
 void  ss__unmap_parent_only(void *p, size_t size);
 
 /* ---- addresses (address.c) ---------------------------------------------- */

@@ -28,15 +28,16 @@ int ss__pidfd_open(pid_t pid)
 /* MADV_WIPEONFORK (Linux 4.14): fork does not share the range with the
  * child, which sees zeros there, so fork leaves the parent's pages
  * writable. Elsewhere the memory is ordinary: correct, only slower. */
-void *ss__map_parent_only(size_t size)
+void *ss__map_parent_only(size_t size, bool *wiped)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
+    *wiped = false;
     if (p == MAP_FAILED)
         return NULL;
 #ifdef MADV_WIPEONFORK
-    (void)madvise(p, size, MADV_WIPEONFORK);
+    *wiped = madvise(p, size, MADV_WIPEONFORK) == 0;
 #endif
     return p;
 }
