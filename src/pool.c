@@ -14,7 +14,7 @@
 
 typedef struct worker {
     pthread_t        thread;
-    pthread_cond_t   wake;          /* signalled by wake_one */
+    pthread_cond_t   wake;          /* signalled by wake() */
     bool             woken;
     struct worker   *next_idle;
     ss_server       *server;
@@ -49,22 +49,37 @@ static pool *state(const ss_server *s)
     return s->model_state;
 }
 
-/* Wake the most recently idle worker, if any sleeps. Lock held. */
-static void wake_one(pool *p)
+/* Choose the most recently idle worker to wake, if any sleeps, and mark it
+ * woken. Lock held. The caller signals it with wake() once it has
+ * released the lock: a worker woken under the lock on a shared core
+ * preempts the waker, finds the lock taken and sleeps again on it, two
+ * context switches and two futex calls for nothing. */
+static worker *pick_one(pool *p)
 {
     worker *w = p->idle;
 
     if (!w)
-        return;
+        return NULL;
     p->idle = w->next_idle;
     w->woken = true;
     p->awake_idle++;
-    pthread_cond_signal(&w->wake);
+    return w;
+}
+
+/* Signal a worker pick_one chose. The worker tests `woken` under the lock,
+ * so the signal may follow the unlock; its condition variable lives as
+ * long as the pool, which outlives every worker and the serving loop. */
+static void wake(worker *w)
+{
+    if (w)
+        pthread_cond_signal(&w->wake);
 }
 
 /* Take the head of the queue. Lock held. Returns whether the queue was
- * full, so the serving loop must be told it may accept again. */
-static bool dequeue(pool *p, ss_request **r)
+ * full, so the serving loop must be told it may accept again; *helper is
+ * a worker to wake (after unlocking) when work is left and nobody else is
+ * awake to take it. */
+static bool dequeue(pool *p, ss_request **r, worker **helper)
 {
     *r = p->head;
     p->head = (*r)->next;
@@ -72,8 +87,7 @@ static bool dequeue(pool *p, ss_request **r)
         p->tail = NULL;
     p->awake_idle--;
     p->busy++;
-    if (p->head && p->awake_idle == 0)
-        wake_one(p);    /* work is left and nobody else is awake for it */
+    *helper = p->head && p->awake_idle == 0 ? pick_one(p) : NULL;
     return atomic_fetch_sub(&p->queued, 1) == p->limit;
 }
 
@@ -82,17 +96,19 @@ static void *worker_main(void *arg)
     worker *w = arg;
     ss_server *s = w->server;
     pool *p = state(s);
+    worker *helper;
     ss_request *r;
 
     pthread_mutex_lock(&p->lock);
     p->awake_idle++;
     for (;;) {
         if (p->head) {
-            if (dequeue(p, &r)) {
+            if (dequeue(p, &r, &helper)) {
                 pthread_cond_signal(&p->nonfull);
                 ss__wakeup_signal(&s->wake);    /* the loop may accept */
             }
             pthread_mutex_unlock(&p->lock);
+            wake(helper);
             ss__run_request(s, r);
             pthread_mutex_lock(&p->lock);
             p->busy--;
@@ -174,11 +190,13 @@ static int pool_process_request(ss_server *s, ss_request *r,
 static void pool_batch_end(ss_server *s)
 {
     pool *p = state(s);
+    worker *w = NULL;
 
     pthread_mutex_lock(&p->lock);
     if (p->head && p->awake_idle == 0)
-        wake_one(p);
+        w = pick_one(p);
     pthread_mutex_unlock(&p->lock);
+    wake(w);
 }
 
 static bool pool_accepting(ss_server *s)
@@ -193,7 +211,7 @@ static void stop(pool *p)
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
     while (p->idle)
-        wake_one(p);
+        wake(pick_one(p));      /* under the lock: shutdown is not hot */
     pthread_cond_broadcast(&p->nonfull);
     pthread_mutex_unlock(&p->lock);
 }
