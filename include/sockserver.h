@@ -266,7 +266,11 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
  *   before it forks again); service_actions and handle_timeout reap
  *   finished children (under load at most every 20 ms), only the server's
  *   own, by pid; the default handle_request timeout becomes 300 s, as
- *   Python's.
+ *   Python's. The parent only accepts, verifies and forks: a request is
+ *   handed to its child at once, so a shutdown's drain has nothing of
+ *   the parent's to cut short (a verify_request hook must not block on
+ *   the client). A process forked from the server's (a daemon) serves
+ *   with children of its own and leaves those of the other alone.
  * Thread pool: `workers` threads (started with the first request, in the
  *   process that serves) take requests from a queue of at most
  *   `queue_limit` (0 = workers); while it is full the server does not

@@ -23,130 +23,123 @@
 #define SS_NO_PIDFD_POLL        0.01    /* seconds, when pidfds are missing */
 #define SS_REAP_INTERVAL        0.02    /* service_actions reaps at most this
                                            often, unless at max_children */
+#define SS_SLOT_PACKET          512     /* datagram bytes the request slot
+                                           holds; longer ones are malloc'ed */
+#define SS_SLOT_MAX             65536   /* a larger handler state: no slot */
 
-typedef struct child {
-    pid_t pid;
-    int   pidfd;    /* opened only when the server must wait; -1 until
-                       then, or where pidfd_open is unavailable */
-} child;
-
-/* The parent's bookkeeping. It lives in memory that a forked process sees
- * as zeros (ss__map_parent_only): the parent writes it after every fork,
- * and in memory shared copy-on-write with the children each fork would
- * make those writes copy a page. What must survive a fork (the limit, the
- * size) is derived from the server's options instead. */
-typedef struct forking {
-    pid_t      pid;     /* whose children these are; see mine() */
-    atomic_int count;   /* atomic: ss_server_active_handlers reads it from
-                           any thread */
+/* The parent writes its bookkeeping after every fork. In memory shared
+ * copy-on-write with the children each fork would make those writes copy a
+ * page, so it lives in a table that a forked process sees as zeros
+ * (ss__map_parent_only). What must survive a fork is in `forking`, written
+ * only when the model is set up. */
+typedef struct table {
+    atomic_int pid;         /* whose children these are, 0 in a process
+                               that inherited the table wiped; see mine() */
+    atomic_int count;       /* atomic: ss_server_active_handlers reads it
+                               from any thread */
     double     reaped_at;   /* when collect last ran */
-    void      *spare;       /* the last request's memory, for the next */
-    size_t     spare_size;
-    child      children[];  /* max_children entries */
+    bool       slot_busy;   /* the request slot holds a request */
+    pid_t      children[];  /* max_children entries */
+} table;
+
+typedef struct forking {
+    table  *t;
+    size_t  t_size;
+    bool    wiped;          /* the kernel wipes t in a forked process */
+    int     max;
+    /* One request at a time lives in the parent, from accept to fork: its
+     * memory is reused from one request to the next, which keeps malloc's
+     * pages (and errno, which free saves) out of the parent's writes. */
+    void   *slot;
+    size_t  slot_size;
 } forking;
 
-/* Whether the kernel wipes the table in a forked process. A property of
- * the kernel, so of every process the server may end up in. */
-static atomic_bool table_wiped;
-
-static int max_children(const ss_server *s)
+static forking *state(const ss_server *s)
 {
-    return s->options.max_children > 0 ? s->options.max_children
-                                       : SS_MAX_CHILDREN_DEFAULT;
+    return s->model_state;
 }
 
-/* 0 when max_children entries do not fit in a size_t. */
-static size_t state_size(const ss_server *s)
+static void forget(table *t, int i)
 {
-    size_t max = (size_t)max_children(s);
-
-    if (max > (SIZE_MAX - sizeof(forking)) / sizeof(child))
-        return 0;
-    return sizeof(forking) + max * sizeof(child);
-}
-
-static void forget(forking *f, int i)
-{
-    if (f->children[i].pidfd >= 0)
-        ss__close(f->children[i].pidfd);
-    f->children[i] = f->children[--f->count];
+    t->children[i] = t->children[--t->count];
 }
 
 /* The table of this process. A process forked from the one that set the
  * server up (a daemon, a handler's child) sees it wiped, or where the
  * kernel cannot wipe it, holding the other process's children: either way
- * it starts a table of its own. */
-static forking *mine(ss_server *s)
+ * it starts a table of its own. No system call once a wiped table is set. */
+static table *mine(ss_server *s)
 {
-    forking *f = s->model_state;
+    forking *f = state(s);
+    table *t = f->t;
     pid_t self;
 
-    /* A wiped table reads pid 0 in any other process: a set pid is ours. */
-    if (f->pid != 0 && atomic_load_explicit(&table_wiped,
-                                            memory_order_relaxed))
-        return f;
-    if (f->pid != (self = getpid())) {
-        while (f->count > 0)
-            forget(f, 0);   /* closes inherited pidfds */
-        f->pid = self;
+    if (f->wiped && atomic_load_explicit(&t->pid, memory_order_relaxed))
+        return t;
+    if (atomic_load(&t->pid) != (self = getpid())) {
+        atomic_store(&t->count, 0);
+        t->slot_busy = false;
+        atomic_store(&t->pid, self);
     }
-    return f;
+    return t;
 }
 
 /* Reap this server's children that have exited (all of them, waiting, when
  * blocking). */
-static void collect(forking *f, bool blocking)
+static void collect(table *t, bool blocking)
 {
     int i = 0, status;
     pid_t rc;
 
-    f->reaped_at = ss__now();
-    while (i < f->count) {
+    t->reaped_at = ss__now();
+    while (i < t->count) {
         do
-            rc = waitpid(f->children[i].pid, &status, blocking ? 0 : WNOHANG);
+            rc = waitpid(t->children[i], &status, blocking ? 0 : WNOHANG);
         while (rc < 0 && errno == EINTR);
-        if (rc == f->children[i].pid || (rc < 0 && errno == ECHILD))
-            forget(f, i);   /* ECHILD: someone else reaped it */
+        if (rc == t->children[i] || (rc < 0 && errno == ECHILD))
+            forget(t, i);   /* ECHILD: someone else reaped it */
         else
             i++;
     }
 }
 
 /* Sleep until a child exits, `deadline` passes (< 0: never) or, with
- * wake, a shutdown is requested. Returns 0 or -ETIMEDOUT. Children get
- * their pidfd here: most never need one. */
-static int wait_any(ss_server *s, forking *f, double deadline, bool wake)
+ * wake, a shutdown is requested. Returns 0, -ETIMEDOUT or -ENOMEM. The
+ * children's pidfds are opened for this wait only: kept open, they would
+ * leak into every process forked meanwhile, the application's included. */
+static int wait_any(ss_server *s, table *t, double deadline, bool wake)
 {
-    struct pollfd *p = malloc(((size_t)f->count + 1) * sizeof *p);
+    struct pollfd *p = malloc(((size_t)t->count + 1) * sizeof *p);
     double until = deadline;
     int i, n = 0, rc;
 
     if (!p)
         return -ENOMEM;
-    for (i = 0; i < f->count; i++) {
-        if (f->children[i].pidfd < 0)
-            f->children[i].pidfd = ss__pidfd_open(f->children[i].pid);
-        if (f->children[i].pidfd >= 0)
-            p[n++] = (struct pollfd){.fd = f->children[i].pidfd,
-                                     .events = POLLIN};
+    for (i = 0; i < t->count; i++) {
+        int fd = ss__pidfd_open(t->children[i]);
+
+        if (fd >= 0)
+            p[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
         else if (until < 0 || until > ss__now() + SS_NO_PIDFD_POLL)
             until = ss__now() + SS_NO_PIDFD_POLL;
     }
     if (wake)
         p[n++] = (struct pollfd){.fd = s->wake.rfd, .events = POLLIN};
     rc = poll(p, (nfds_t)n, until < 0 ? -1 : ss__ms_until(until));
+    for (i = 0; i < n - (wake ? 1 : 0); i++)
+        ss__close(p[i].fd);
     free(p);
     if (rc == 0 && deadline >= 0 && ss__now() >= deadline)
         return -ETIMEDOUT;
     return 0;
 }
 
-static void signal_all(forking *f, int sig)
+static void signal_all(table *t, int sig)
 {
     int i;
 
-    for (i = 0; i < f->count; i++)
-        kill(f->children[i].pid, sig);
+    for (i = 0; i < t->count; i++)
+        kill(t->children[i], sig);
 }
 
 /* In the child: never return into the serving loop. It writes as little
@@ -166,21 +159,21 @@ static void run_child(ss_server *s, ss_request *r)
 static int forking_process_request(ss_server *s, ss_request *r,
                                    const ss_address *client)
 {
-    forking *f = mine(s);
-    int max = max_children(s);
+    table *t = mine(s);
+    int max = state(s)->max;
     pid_t pid;
 
     (void)client;
     /* Reaping is service_actions' job; here only the limit matters. */
-    if (f->count >= max)
-        collect(f, false);
-    while (f->count >= max) {
+    if (t->count >= max)
+        collect(t, false);
+    while (t->count >= max) {
         if (ss__shutdown_requested(s)) {
             atomic_store(&r->forced, true);     /* not a handler error */
             return -ESHUTDOWN;
         }
-        wait_any(s, f, -1, true);
-        collect(f, false);
+        wait_any(s, t, -1, true);
+        collect(t, false);
     }
     /* The request is not in the registry (same_process is false): the
      * child does not write the server's pages to leave it. */
@@ -190,9 +183,8 @@ static int forking_process_request(ss_server *s, ss_request *r,
     }
     if (pid == 0)
         run_child(s, r);
-    f->children[f->count].pid = pid;
-    f->children[f->count].pidfd = -1;
-    f->count++;
+    t->children[t->count] = pid;
+    atomic_fetch_add(&t->count, 1);
     /* Close only: shutdown_request would half-close the child's copy. */
     s->ops.close_request(s, r);
     ss__request_unref(r);
@@ -204,11 +196,12 @@ static int forking_process_request(ss_server *s, ss_request *r,
  * cost more than the requests. */
 static void forking_service_actions(ss_server *s)
 {
-    forking *f = mine(s);   /* no system call once the pid is set */
+    table *t = mine(s);
 
     s->type->ops->service_actions(s);
-    if (f->count >= max_children(s) || ss__now() - f->reaped_at >= SS_REAP_INTERVAL)
-        collect(f, false);
+    if (t->count >= state(s)->max ||
+        ss__now() - t->reaped_at >= SS_REAP_INTERVAL)
+        collect(t, false);
 }
 
 static void forking_handle_timeout(ss_server *s)
@@ -217,57 +210,53 @@ static void forking_handle_timeout(ss_server *s)
 }
 
 /* Wait for the children until `seconds` pass; true when none is left. */
-static bool wait_children(ss_server *s, forking *f, double seconds)
+static bool wait_children(ss_server *s, table *t, double seconds)
 {
     double deadline = ss__now() + seconds;
 
-    collect(f, false);
-    while (f->count > 0 && wait_any(s, f, deadline, false) == 0)
-        collect(f, false);
-    return f->count == 0;
+    collect(t, false);
+    while (t->count > 0 && wait_any(s, t, deadline, false) == 0)
+        collect(t, false);
+    return t->count == 0;
 }
 
 static void forking_server_close(ss_server *s)
 {
-    forking *f = mine(s);
-    double t = s->options.close_timeout;
+    table *t = mine(s);
+    double timeout = s->options.close_timeout;
 
     s->type->ops->server_close(s);      /* stop listening first */
     if (s->options.no_block_on_close) {
-        collect(f, false);
+        collect(t, false);
         return;
     }
-    if (t > 0 && !wait_children(s, f, t)) {
-        signal_all(f, SIGTERM);
-        if (!wait_children(s, f, t))
-            signal_all(f, SIGKILL);
+    if (timeout > 0 && !wait_children(s, t, timeout)) {
+        signal_all(t, SIGTERM);
+        if (!wait_children(s, t, timeout))
+            signal_all(t, SIGKILL);
     }
-    collect(f, true);
+    collect(t, true);
 }
 
-/* One request at a time lives in the parent, from accept to fork: reusing
- * its memory keeps malloc's pages (and errno, which free saves) out of the
- * parent's writes between forks. */
 static void *forking_request_alloc(ss_server *s, size_t size)
 {
-    forking *f = s->model_state;
-    void *m = f->spare;
+    forking *f = state(s);
+    table *t = mine(s);
 
-    if (!m || f->spare_size < size)
+    if (!f->slot || t->slot_busy || size > f->slot_size)
         return NULL;
-    f->spare = NULL;
-    return memset(m, 0, size);
+    t->slot_busy = true;
+    return memset(f->slot, 0, size);
 }
 
 static bool forking_request_release(ss_server *s, void *m, size_t size)
 {
-    forking *f = s->model_state;
+    forking *f = state(s);
 
-    if (f->spare && f->spare_size >= size)
+    (void)size;
+    if (!f->slot || m != f->slot)
         return false;
-    free(f->spare);
-    f->spare = m;
-    f->spare_size = size;
+    mine(s)->slot_busy = false;
     return true;
 }
 
@@ -275,25 +264,24 @@ static bool forking_request_release(ss_server *s, void *m, size_t size)
  * of this process in it. */
 static int forking_active(const ss_server *s)
 {
-    const forking *f = s->model_state;
+    const table *t = state(s)->t;
 
-    return f->pid == getpid() ? atomic_load(&f->count) : 0;
+    return atomic_load(&t->pid) == getpid() ? atomic_load(&t->count) : 0;
 }
 
-static void forking_free(ss_server *s, forking *f)
+static void forking_free(forking *f)
 {
-    free(f->spare);
-    ss__unmap_parent_only(f, state_size(s));
+    ss__unmap_parent_only(f->t, f->t_size);
+    free(f->slot);
+    free(f);
 }
 
 static void forking_destroy(ss_server *s)
 {
-    forking *f = mine(s);
+    forking *f = state(s);
 
-    collect(f, false);
-    while (f->count > 0)
-        forget(f, 0);   /* still running: no longer watched */
-    forking_free(s, f);
+    collect(mine(s), false);    /* the rest still run: no longer watched */
+    forking_free(f);
 }
 
 static const ss_server_ops forking_ops = {
@@ -313,24 +301,51 @@ static const ss__model forking_model = {
     .same_process = false,
 };
 
+/* 0 when max entries do not fit in a size_t. */
+static size_t table_size(int max)
+{
+    if ((size_t)max > (SIZE_MAX - sizeof(table)) / sizeof(pid_t))
+        return 0;
+    return sizeof(table) + (size_t)max * sizeof(pid_t);
+}
+
+static forking *forking_new(const ss_server *s)
+{
+    size_t state = (s->handler.state_size + _Alignof(max_align_t) - 1) /
+                   _Alignof(max_align_t) * _Alignof(max_align_t);
+    forking *f = calloc(1, sizeof *f);
+
+    if (!f)
+        return NULL;
+    f->max = s->options.max_children > 0 ? s->options.max_children
+                                         : SS_MAX_CHILDREN_DEFAULT;
+    if (state <= SS_SLOT_MAX)
+        f->slot_size = sizeof(ss_request) + state +
+                       (s->type->socktype == SOCK_DGRAM ? SS_SLOT_PACKET : 0);
+    if (!(f->t_size = table_size(f->max)) ||
+        (f->slot_size && !(f->slot = malloc(f->slot_size))) ||
+        !(f->t = ss__map_parent_only(f->t_size, &f->wiped))) {
+        free(f->slot);
+        free(f);
+        return NULL;
+    }
+    atomic_store(&f->t->pid, getpid());
+    return f;
+}
+
 int ss_server_use_forking(ss_server *s)
 {
     forking *f;
-    size_t size;
-    bool wiped;
     int err;
 
     if (!s)
         return -EINVAL;
     if (s->prefork)
         return -ENOTSUP;
-    if ((size = state_size(s)) == 0 ||
-        !(f = ss__map_parent_only(size, &wiped)))
+    if (!(f = forking_new(s)))
         return -ENOMEM;
-    atomic_store(&table_wiped, wiped);
-    f->pid = getpid();
     if ((err = ss__server_set_model(s, &forking_model, f)) < 0) {
-        forking_free(s, f);
+        forking_free(f);
         return err;
     }
     if (s->options.timeout == 0)

@@ -120,6 +120,11 @@ static int check_arguments(const ss__type *type, const char *func,
         return ss__error(-EINVAL, "%s: no handler", func);
     if (!handler->handle)
         return ss__error(-EINVAL, "%s: handler has no handle function", func);
+    /* A request holds the state after its own fields: keep the sum (and
+     * its rounding) far from overflowing. */
+    if (handler->state_size > SIZE_MAX / 4)
+        return ss__error(-EINVAL, "%s: handler state_size %zu is too large",
+                         func, handler->state_size);
     if (!address || !*address)
         return ss__error(-EINVAL, "%s: address is %s", func,
                          address ? "empty" : "NULL");

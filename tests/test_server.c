@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -888,6 +889,7 @@ static void expect_construction_fails(ss_server *s, int err, const char *mention
 static void test_bad_constructions_fail_with_a_clear_error(void **state)
 {
     ss_handler h = {.handle = echo_line_handle}, none = {0};
+    ss_handler huge = {.handle = echo_line_handle, .state_size = SIZE_MAX};
     char longpath[300];
     ss_server *busy;
     char taken[64];
@@ -907,6 +909,8 @@ static void test_bad_constructions_fail_with_a_clear_error(void **state)
                               EINVAL, "handler");
     expect_construction_fails(ss_udp_server_new("127.0.0.1:0", &none, NULL),
                               EINVAL, "handle");
+    expect_construction_fails(ss_tcp_server_new("127.0.0.1:0", &huge, NULL),
+                              EINVAL, "state_size");
     expect_construction_fails(ss_tcp_server_new("127.0.0.1:70000", &h, NULL),
                               EINVAL, "70000");
     expect_construction_fails(ss_tcp_server_new("127.0.0.1:abc", &h, NULL),
