@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 static void usage_exit(const char *usage, const char *why)
 {
@@ -131,4 +133,21 @@ int example_fail(const char *what)
 {
     fprintf(stderr, "%s: %s\n", what, ss_last_error());
     return 1;
+}
+
+int example_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

@@ -41,6 +41,9 @@ int example_serve(ss_server *server);
 /* Defaults every example server uses: options with close_timeout. */
 ss_server_options example_options(void *data);
 
+/* Write all of buf to fd (a file), retrying after EINTR: 0 or -errno. */
+int example_write_all(int fd, const void *buf, size_t len);
+
 /* Print ss_last_error() for a failed constructor and return 1. */
 int example_fail(const char *what);
 

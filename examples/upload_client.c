@@ -446,21 +446,6 @@ static int expect_ok(int fd, const char *what, reply *r)
     return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Send the first `size` bytes of file. Quiet on a send failure: the
  * server may have refused the upload and closed, and its reply says why. */
 static int send_file(int fd, int file, long long size, const char *path)
@@ -561,6 +546,7 @@ static int receive_file(int fd, int out, long long size, const char *dest)
 {
     static char chunk[CHUNK_SIZE];
     long long got = 0;
+    int err;
 
     while (got < size) {
         size_t want = size - got < CHUNK_SIZE ? (size_t)(size - got)
@@ -568,8 +554,8 @@ static int receive_file(int fd, int out, long long size, const char *dest)
 
         if (client_recv_exact(fd, chunk, want) < 0)
             return -1;
-        if (write_all(out, chunk, want) < 0) {
-            fprintf(stderr, "%s: %s\n", dest, strerror(errno));
+        if ((err = example_write_all(out, chunk, want)) < 0) {
+            fprintf(stderr, "%s: %s\n", dest, strerror(-err));
             return -1;
         }
         got += (long long)want;

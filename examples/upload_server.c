@@ -352,21 +352,6 @@ typedef struct transfer {
     int       write_err;        /* the first failed write, -errno */
 } transfer;
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Receive `size` bytes of file data and write them to fd, or drop them
  * when fd is -1. After a failed write the rest is still read, so the
  * connection stays in step with the client. Returns true when every byte
@@ -385,7 +370,7 @@ static bool receive_data(session *s, int fd, long long size, transfer *t)
             return false;
         }
         if (fd >= 0 && t->write_err == 0)
-            t->write_err = write_all(fd, s->chunk, want);
+            t->write_err = example_write_all(fd, s->chunk, want);
         t->got += n;
     }
     return true;

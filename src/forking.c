@@ -249,11 +249,10 @@ static void *forking_request_alloc(ss_server *s, size_t size)
     return memset(f->slot, 0, size);
 }
 
-static bool forking_request_release(ss_server *s, void *m, size_t size)
+static bool forking_request_release(ss_server *s, void *m)
 {
     forking *f = state(s);
 
-    (void)size;
     if (!f->slot || m != f->slot)
         return false;
     mine(s)->slot_busy = false;
@@ -311,17 +310,15 @@ static size_t table_size(int max)
 
 static forking *forking_new(const ss_server *s)
 {
-    size_t state = (s->handler.state_size + _Alignof(max_align_t) - 1) /
-                   _Alignof(max_align_t) * _Alignof(max_align_t);
     forking *f = calloc(1, sizeof *f);
 
     if (!f)
         return NULL;
     f->max = s->options.max_children > 0 ? s->options.max_children
                                          : SS_MAX_CHILDREN_DEFAULT;
-    if (state <= SS_SLOT_MAX)
-        f->slot_size = sizeof(ss_request) + state +
-                       (s->type->socktype == SOCK_DGRAM ? SS_SLOT_PACKET : 0);
+    if (s->handler.state_size <= SS_SLOT_MAX)
+        f->slot_size = ss__request_size(s, s->type->socktype == SOCK_DGRAM
+                                               ? SS_SLOT_PACKET : 0);
     if (!(f->t_size = table_size(f->max)) ||
         (f->slot_size && !(f->slot = malloc(f->slot_size))) ||
         !(f->t = ss__map_parent_only(f->t_size, &f->wiped))) {

@@ -115,10 +115,10 @@ typedef struct ss__model {
                                                the work queued. NULL = none */
     void (*destroy)(ss_server *s);          /* free model_state */
     /* Request memory (request.c). alloc: `size` zeroed bytes, or NULL for
-     * calloc's; release: true when the model keeps the memory of a request
-     * it allocated or not (malloc'ed), false to have it freed. NULL = none. */
+     * calloc's; release: true when `mem` is the model's own and it keeps
+     * it, false to have it freed (calloc'ed). NULL = none. */
     void *(*request_alloc)(ss_server *s, size_t size);
-    bool  (*request_release)(ss_server *s, void *mem, size_t size);
+    bool  (*request_release)(ss_server *s, void *mem);
     bool same_process;              /* handlers run in this process, so
                                        ss_server_broadcast can reach them */
 } ss__model;
@@ -171,7 +171,6 @@ struct ss_request {
     int             pending_error;  /* set by get_request: finish_request
                                        reports it instead of handling */
 
-    size_t          size;           /* of the allocation */
     void           *state;          /* handler state_size bytes */
     max_align_t     data[];         /* state, then the packet */
 };
@@ -179,6 +178,8 @@ struct ss_request {
 /* Allocate a request with `extra` bytes after the state (for a packet).
  * NULL on ENOMEM. refs = 1. */
 ss_request *ss__request_new(ss_server *s, int fd, size_t extra);
+/* Bytes a request with `extra` bytes after its state takes. */
+size_t ss__request_size(const ss_server *s, size_t extra);
 void ss__request_ref(ss_request *r);
 /* Drop a reference; the last one closes what is still open and frees. */
 void ss__request_unref(ss_request *r);

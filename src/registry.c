@@ -33,8 +33,8 @@ void ss__registry_add(ss_server *s, ss_request *r)
 }
 
 /* Registration changes only in the thread that owns the request, so the
- * owner may test it without the lock; a forked child, which unregistered
- * before the fork, then never writes to the server's pages. */
+ * owner may test it without the lock, and an unregistered request (a
+ * forking server's) costs no lock. */
 void ss__registry_remove(ss_server *s, ss_request *r)
 {
     if (!r->registered)

@@ -29,22 +29,31 @@ static void *request_memory(ss_server *s, size_t size)
     return m ? m : calloc(1, size);
 }
 
-static void request_memory_release(ss_server *s, void *m, size_t size)
+static void request_memory_release(ss_server *s, void *m)
 {
     if (!s->model || !s->model->request_release ||
-        !s->model->request_release(s, m, size))
+        !s->model->request_release(s, m))
         free(m);
+}
+
+/* The handler state, rounded so the packet after it stays aligned. */
+static size_t state_bytes(const ss_server *s)
+{
+    return round_up(s->handler.state_size, _Alignof(max_align_t));
+}
+
+size_t ss__request_size(const ss_server *s, size_t extra)
+{
+    return sizeof(ss_request) + state_bytes(s) + extra;
 }
 
 ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
 {
-    size_t state = round_up(s->handler.state_size, _Alignof(max_align_t));
-    size_t size = sizeof(ss_request) + state + extra;
-    ss_request *r = request_memory(s, size);
+    size_t state = state_bytes(s);
+    ss_request *r = request_memory(s, ss__request_size(s, extra));
 
     if (!r)
         return NULL;
-    r->size = size;
     r->server = s;
     r->fd = fd;
     atomic_init(&r->refs, 1);
@@ -75,7 +84,7 @@ void ss__request_unref(ss_request *r)
         free(r->rbuf);
     free(r->wbuf);
     pthread_mutex_destroy(&r->wlock);
-    request_memory_release(r->server, r, r->size);
+    request_memory_release(r->server, r);
 }
 
 void ss__request_close_fd(ss_request *r)
