@@ -10,12 +10,12 @@
  */
 #include "internal.h"
 
+#include <semaphore.h>
 #include <stdlib.h>
 
 typedef struct worker {
     pthread_t        thread;
-    pthread_cond_t   wake;          /* signalled by wake() */
-    bool             woken;
+    sem_t            wake;          /* posted by wake() */
     struct worker   *next_idle;
     ss_server       *server;
 } worker;
@@ -49,8 +49,8 @@ static pool *state(const ss_server *s)
     return s->model_state;
 }
 
-/* Choose the most recently idle worker to wake, if any sleeps, and mark it
- * woken. Lock held. The caller signals it with wake() once it has
+/* Choose the most recently idle worker to wake, if any sleeps, and count
+ * it awake. Lock held. The caller signals it with wake() once it has
  * released the lock: a worker woken under the lock on a shared core
  * preempts the waker, finds the lock taken and sleeps again on it, two
  * context switches and two futex calls for nothing. */
@@ -61,18 +61,30 @@ static worker *pick_one(pool *p)
     if (!w)
         return NULL;
     p->idle = w->next_idle;
-    w->woken = true;
     p->awake_idle++;
     return w;
 }
 
-/* Signal a worker pick_one chose. The worker tests `woken` under the lock,
- * so the signal may follow the unlock; its condition variable lives as
- * long as the pool, which outlives every worker and the serving loop. */
+/* Post to a worker pick_one chose. A semaphore rather than a condition
+ * variable: the woken worker does not take the queue lock back inside the
+ * wait, which left glibc's mutex marked contended and cost a futex wake-up
+ * at its next unlock. A post made before the worker waits is kept, so it
+ * may follow the unlock; the semaphore lives as long as the pool, which
+ * outlives every worker and the serving loop. */
 static void wake(worker *w)
 {
     if (w)
-        pthread_cond_signal(&w->wake);
+        sem_post(&w->wake);
+}
+
+/* Sleep until wake(), after pushing itself on the idle stack: the lock
+ * is released for the wait and taken back after it. */
+static void sleep_until_woken(pool *p, worker *w)
+{
+    pthread_mutex_unlock(&p->lock);
+    while (sem_wait(&w->wake) != 0)
+        ;                               /* EINTR: a signal handler ran */
+    pthread_mutex_lock(&p->lock);
 }
 
 /* Take the head of the queue. Lock held. Returns whether the queue was
@@ -118,11 +130,9 @@ static void *worker_main(void *arg)
             break;
         } else {
             p->awake_idle--;
-            w->woken = false;
             w->next_idle = p->idle;
             p->idle = w;
-            while (!w->woken)
-                pthread_cond_wait(&w->wake, &p->lock);
+            sleep_until_woken(p, w);
         }
     }
     p->awake_idle--;
@@ -288,7 +298,7 @@ static void pool_free(pool *p)
     unsigned i;
 
     for (i = 0; i < p->workers; i++)
-        pthread_cond_destroy(&p->w[i].wake);
+        sem_destroy(&p->w[i].wake);
     pthread_attr_destroy(&p->attr);
     pthread_cond_destroy(&p->progress);
     pthread_cond_destroy(&p->nonfull);
@@ -347,7 +357,7 @@ int ss_server_use_thread_pool(ss_server *s, unsigned workers,
     pthread_cond_init(&p->nonfull, NULL);
     ss__cond_init_monotonic(&p->progress);
     for (i = 0; i < workers; i++)
-        pthread_cond_init(&p->w[i].wake, NULL);
+        sem_init(&p->w[i].wake, 0, 0);
     atomic_init(&p->queued, 0);
     if ((err = ss__server_set_model(s, &pool_model, p)) < 0)
         pool_free(p);
