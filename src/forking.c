@@ -25,13 +25,16 @@
                                            often, unless at max_children */
 #define SS_SLOT_PACKET          512     /* datagram bytes the request slot
                                            holds; longer ones are malloc'ed */
-#define SS_SLOT_MAX             65536   /* a larger handler state: no slot */
+#define SS_SLOT_MAX             4096    /* request bytes at most in the slot:
+                                           the child's copy is on the stack */
 
-/* The parent writes its bookkeeping after every fork. In memory shared
- * copy-on-write with the children each fork would make those writes copy a
- * page, so it lives in a table that a forked process sees as zeros
- * (ss__map_parent_only). What must survive a fork is in `forking`, written
- * only when the model is set up. */
+/* The parent writes its bookkeeping, and the next request, after every
+ * fork. In memory shared copy-on-write with the children each fork would
+ * make those writes copy a page, so both live in memory that a forked
+ * process sees as zeros (ss__map_parent_only): the table below, and the
+ * request slot after it, which the child gets a copy of on the stack. What
+ * must survive a fork is in `forking`, written only when the model is set
+ * up. */
 typedef struct table {
     atomic_int pid;         /* whose children these are, 0 in a process
                                that inherited the table wiped; see mine() */
@@ -44,13 +47,13 @@ typedef struct table {
 
 typedef struct forking {
     table  *t;
-    size_t  t_size;
-    bool    wiped;          /* the kernel wipes t in a forked process */
+    size_t  map_size;       /* the table and the slot */
+    bool    wiped;          /* the kernel wipes them in a forked process */
     int     max;
     /* One request at a time lives in the parent, from accept to fork: its
      * memory is reused from one request to the next, which keeps malloc's
      * pages (and errno, which free saves) out of the parent's writes. */
-    void   *slot;
+    void   *slot;           /* in the table's mapping; NULL: no slot */
     size_t  slot_size;
 } forking;
 
@@ -144,7 +147,9 @@ static void signal_all(table *t, int sig)
 
 /* In the child: never return into the serving loop. It writes as little
  * as it can to memory shared copy-on-write with the parent: every page it
- * writes costs a fault and a copy, and a fork per request pays them all. */
+ * writes costs a fault and a copy, and a fork per request pays them all.
+ * A request from the slot is a copy on the parent's stack, which the child
+ * writes anyway. */
 static void run_child(ss_server *s, ss_request *r)
 {
     int status;
@@ -154,6 +159,23 @@ static void run_child(ss_server *s, ss_request *r)
     status = ss__finish_and_report(s, r);
     s->ops.shutdown_request(s, r);      /* no free: the process ends now */
     _exit(status == 0 ? 0 : 1);
+}
+
+/* Fork, and run the request in the child. A request in the slot, which
+ * the child sees wiped, goes to the child as a copy in this frame. */
+static pid_t fork_request(ss_server *s, ss_request *r)
+{
+    forking *f = state(s);
+    bool in_slot = (void *)r == f->slot;
+    max_align_t copy[in_slot ? f->slot_size / sizeof(max_align_t) : 1];
+    ss_request *child = in_slot ? ss__request_copy(copy, r, f->slot_size) : r;
+    pid_t pid = fork();
+
+    if (pid == 0)
+        run_child(s, child);
+    if (in_slot)
+        pthread_mutex_destroy(&child->wlock);
+    return pid;
 }
 
 static int forking_process_request(ss_server *s, ss_request *r,
@@ -177,12 +199,10 @@ static int forking_process_request(ss_server *s, ss_request *r,
     }
     /* The request is not in the registry (same_process is false): the
      * child does not write the server's pages to leave it. */
-    if ((pid = fork()) < 0) {
+    if ((pid = fork_request(s, r)) < 0) {
         r->what = "fork";
         return -errno;
     }
-    if (pid == 0)
-        run_child(s, r);
     t->children[t->count] = pid;
     atomic_fetch_add(&t->count, 1);
     /* Close only: shutdown_request would half-close the child's copy. */
@@ -270,8 +290,7 @@ static int forking_active(const ss_server *s)
 
 static void forking_free(forking *f)
 {
-    ss__unmap_parent_only(f->t, f->t_size);
-    free(f->slot);
+    ss__unmap_parent_only(f->t, f->map_size);
     free(f);
 }
 
@@ -300,32 +319,53 @@ static const ss__model forking_model = {
     .same_process = false,
 };
 
-/* 0 when max entries do not fit in a size_t. */
+/* The table's size, rounded for the slot after it; 0 when max entries do
+ * not fit in a size_t. */
 static size_t table_size(int max)
 {
-    if ((size_t)max > (SIZE_MAX - sizeof(table)) / sizeof(pid_t))
+    const size_t align = _Alignof(max_align_t);
+
+    if ((size_t)max > (SIZE_MAX - sizeof(table) - align) / sizeof(pid_t))
         return 0;
-    return sizeof(table) + (size_t)max * sizeof(pid_t);
+    return (sizeof(table) + (size_t)max * sizeof(pid_t) + align - 1) /
+           align * align;
+}
+
+/* The slot's size: a request with the handler's state (and a short
+ * packet), rounded to whole max_align_t; 0 (no slot) when the child's copy
+ * would be too large for the stack. */
+static size_t slot_size(const ss_server *s)
+{
+    size_t n;
+
+    if (s->handler.state_size > SS_SLOT_MAX)
+        return 0;
+    n = ss__request_size(s, s->type->socktype == SOCK_DGRAM
+                                ? SS_SLOT_PACKET : 0);
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) *
+        sizeof(max_align_t);
+    return n <= SS_SLOT_MAX ? n : 0;
 }
 
 static forking *forking_new(const ss_server *s)
 {
     forking *f = calloc(1, sizeof *f);
+    size_t t_size;
 
     if (!f)
         return NULL;
     f->max = s->options.max_children > 0 ? s->options.max_children
                                          : SS_MAX_CHILDREN_DEFAULT;
-    if (s->handler.state_size <= SS_SLOT_MAX)
-        f->slot_size = ss__request_size(s, s->type->socktype == SOCK_DGRAM
-                                               ? SS_SLOT_PACKET : 0);
-    if (!(f->t_size = table_size(f->max)) ||
-        (f->slot_size && !(f->slot = malloc(f->slot_size))) ||
-        !(f->t = ss__map_parent_only(f->t_size, &f->wiped))) {
-        free(f->slot);
+    f->slot_size = slot_size(s);
+    if (!(t_size = table_size(f->max)) ||
+        t_size > SIZE_MAX - f->slot_size ||
+        !(f->t = ss__map_parent_only(f->map_size = t_size + f->slot_size,
+                                     &f->wiped))) {
         free(f);
         return NULL;
     }
+    if (f->slot_size)
+        f->slot = (char *)f->t + t_size;
     atomic_store(&f->t->pid, getpid());
     return f;
 }

@@ -891,8 +891,7 @@ static void test_forking_close_immediately(void **state)
 
 /* ---- what a forking child sees of its server ------------------------------ */
 
-#define STATE_BYTES 48
-
+static size_t child_state_bytes;    /* the handler's state_size */
 static atomic_int dirty_states;
 
 /* verify_request runs in the parent, on the request memory the forking
@@ -902,25 +901,32 @@ static bool check_then_dirty_state(ss_server *s, ss_request *r,
                                    const ss_address *c)
 {
     unsigned char *st = ss_request_state(r);
-    int i;
+    size_t i;
 
     (void)s, (void)c;
-    for (i = 0; i < STATE_BYTES; i++)
+    for (i = 0; i < child_state_bytes; i++)
         if (st[i] != 0) {
             atomic_fetch_add(&dirty_states, 1);
             break;
         }
-    memset(st, 0xa5, STATE_BYTES);
+    memset(st, 0xa5, child_state_bytes);
     return true;
 }
 
-/* The child reports the handlers its server tracks, then echoes. */
+/* The child reports the handlers its server tracks and whether its state
+ * holds what verify_request wrote in the parent, then echoes. */
 static int report_child_view(ss_request *r, const ss_address *c, ss_server *s)
 {
+    const unsigned char *st = ss_request_state(r);
     char line[64];
+    size_t i;
     int n, err;
 
-    n = snprintf(line, sizeof line, "%d\n", ss_server_active_handlers(s));
+    for (i = 0; i < child_state_bytes; i++)
+        if (st[i] != 0xa5)
+            break;
+    n = snprintf(line, sizeof line, "%d %s\n", ss_server_active_handlers(s),
+                 i == child_state_bytes ? "state" : "lost");
     if ((err = ss_sendall(r, line, (size_t)n)) < 0)
         return err;
     return echo_lines(r, c, s);
@@ -931,9 +937,11 @@ static bool has_handlers(void *arg)
     return ss_server_active_handlers(arg) >= 1;
 }
 
-static void test_forking_child_view_of_its_server(void **state)
+/* With a handler state of `bytes`: small ones share request memory kept
+ * for the next request, large ones do not. */
+static void check_forking_child_view(size_t bytes)
 {
-    ss_handler h = {.handle = report_child_view, .state_size = STATE_BYTES,
+    ss_handler h = {.handle = report_child_view, .state_size = bytes,
                     .timeout = 5};
     ss_server_ops ov = {.verify_request = check_then_dirty_state};
     ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
@@ -941,7 +949,7 @@ static void test_forking_child_view_of_its_server(void **state)
     served sv;
     int i, fd;
 
-    (void)state;
+    child_state_bytes = bytes;
     expect_true(s != NULL, "%s", ss_last_error());
     assert_int_equal(ss_server_use_forking(s), 0);
     assert_int_equal(ss_server_override(s, &ov), 0);
@@ -952,8 +960,9 @@ static void test_forking_child_view_of_its_server(void **state)
         assert_true(fd >= 0);
         expect_true(recv_line(fd, line, sizeof line) > 0, "request %d: %s", i,
                     strerror(errno));
-        /* The child has no children of its own. */
-        assert_string_equal(line, "0\n");
+        /* The child has no children of its own, and the state the
+         * parent wrote. */
+        assert_string_equal(line, "0 state\n");
         /* The parent counts the child, which waits for our EOF (once the
          * parent has returned from fork: the child may answer first). */
         assert_true(wait_for(has_handlers, s, WAIT_LIMIT));
@@ -968,6 +977,18 @@ static void test_forking_child_view_of_its_server(void **state)
     assert_int_equal(ss_server_active_handlers(s), 0);
     ss_server_free(s);
     assert_int_equal(atomic_load(&dirty_states), 0);
+}
+
+static void test_forking_child_view_of_its_server(void **state)
+{
+    (void)state;
+    check_forking_child_view(48);
+}
+
+static void test_forking_child_view_large_state(void **state)
+{
+    (void)state;
+    check_forking_child_view(100000);
 }
 
 static int echo_packet(ss_request *r, const ss_address *c, ss_server *s)
@@ -1245,6 +1266,7 @@ int main(void)
         TEST(test_forking_not_handled),
         TEST(test_forking_close_immediately),
         TEST(test_forking_child_view_of_its_server),
+        TEST(test_forking_child_view_large_state),
         TEST(test_forking_datagrams_of_changing_sizes),
         TEST(test_forking_server_serves_after_the_process_forks),
         TEST(test_mixins_refuse_bad_combinations),
