@@ -26,15 +26,15 @@
 #define SS_SLOT_PACKET          512     /* datagram bytes the request slot
                                            holds; longer ones are malloc'ed */
 #define SS_SLOT_MAX             4096    /* request bytes at most in the slot:
-                                           the child's copy is on the stack */
+                                           it crosses the fork on the stack */
 
 /* The parent writes its bookkeeping, and the next request, after every
  * fork. In memory shared copy-on-write with the children each fork would
  * make those writes copy a page, so both live in memory that a forked
  * process sees as zeros (ss__map_parent_only): the table below, and the
- * request slot after it, which the child gets a copy of on the stack. What
- * must survive a fork is in `forking`, written only when the model is set
- * up. */
+ * request slot after it, which the child refills from the parent's stack
+ * (fork_request). What must survive a fork is in `forking`, written only
+ * when the model is set up. */
 typedef struct table {
     atomic_int pid;         /* whose children these are, 0 in a process
                                that inherited the table wiped; see mine() */
@@ -147,9 +147,7 @@ static void signal_all(table *t, int sig)
 
 /* In the child: never return into the serving loop. It writes as little
  * as it can to memory shared copy-on-write with the parent: every page it
- * writes costs a fault and a copy, and a fork per request pays them all.
- * A request from the slot is a copy on the parent's stack, which the child
- * writes anyway. */
+ * writes costs a fault and a copy, and a fork per request pays them all. */
 static void run_child(ss_server *s, ss_request *r)
 {
     int status;
@@ -161,20 +159,25 @@ static void run_child(ss_server *s, ss_request *r)
     _exit(status == 0 ? 0 : 1);
 }
 
-/* Fork, and run the request in the child. A request in the slot, which
- * the child sees wiped, goes to the child as a copy in this frame. */
+/* Fork, and run the request in the child. A request in a slot the kernel
+ * wipes crosses the fork in this frame, and the child puts it back where
+ * it was: the request, its state and its packet keep the addresses the
+ * parent's hooks saw. The copy is sized to the slot (a variable-length
+ * array) so that it takes no more stack pages than it needs. */
 static pid_t fork_request(ss_server *s, ss_request *r)
 {
     forking *f = state(s);
-    bool in_slot = (void *)r == f->slot;
-    max_align_t copy[in_slot ? f->slot_size / sizeof(max_align_t) : 1];
-    ss_request *child = in_slot ? ss__request_copy(copy, r, f->slot_size) : r;
-    pid_t pid = fork();
+    bool carry = f->wiped && (void *)r == f->slot;
+    max_align_t copy[carry ? f->slot_size / sizeof(max_align_t) : 1];
+    pid_t pid;
 
-    if (pid == 0)
-        run_child(s, child);
-    if (in_slot)
-        pthread_mutex_destroy(&child->wlock);
+    if (carry)
+        memcpy(copy, r, f->slot_size);
+    if ((pid = fork()) == 0) {
+        if (carry)
+            memcpy(r, copy, f->slot_size);
+        run_child(s, r);
+    }
     return pid;
 }
 

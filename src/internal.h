@@ -180,11 +180,6 @@ struct ss_request {
 ss_request *ss__request_new(ss_server *s, int fd, size_t extra);
 /* Bytes a request with `extra` bytes after its state takes. */
 size_t ss__request_size(const ss_server *s, size_t extra);
-/* Copy a request of `size` bytes (what ss__request_size gave for it) to
- * dst, aligned for max_align_t, and point the copy's state and packet at
- * its own memory. The original must not be registered nor locked; the copy
- * has a mutex of its own. Returns the copy. */
-ss_request *ss__request_copy(void *dst, const ss_request *r, size_t size);
 void ss__request_ref(ss_request *r);
 /* Drop a reference; the last one closes what is still open and frees. */
 void ss__request_unref(ss_request *r);

@@ -82,8 +82,8 @@ static void wake(worker *w)
 static void sleep_until_woken(pool *p, worker *w)
 {
     pthread_mutex_unlock(&p->lock);
-    while (sem_wait(&w->wake) != 0)
-        ;                               /* EINTR: a signal handler ran */
+    while (sem_wait(&w->wake) != 0 && errno == EINTR)
+        ;                               /* a signal handler ran */
     pthread_mutex_lock(&p->lock);
 }
 
@@ -335,9 +335,8 @@ int ss_server_use_thread_pool(ss_server *s, unsigned workers,
                               unsigned queue_limit)
 {
     pool *p;
-    int err;
-
     unsigned i;
+    int err;
 
     if (!s || workers == 0)
         return -EINVAL;

@@ -69,19 +69,6 @@ ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
     return r;
 }
 
-ss_request *ss__request_copy(void *dst, const ss_request *r, size_t size)
-{
-    ss_request *c = memcpy(dst, r, size);
-    const char *base = (const char *)r->data;
-
-    pthread_mutex_init(&c->wlock, NULL);
-    if (r->state)
-        c->state = c->data;
-    if (r->rbuf && !r->rbuf_owned)     /* the packet, inside the request */
-        c->rbuf = (char *)c->data + ((const char *)r->rbuf - base);
-    return c;
-}
-
 void ss__request_ref(ss_request *r)
 {
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);

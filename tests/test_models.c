@@ -896,7 +896,8 @@ static atomic_int dirty_states;
 
 /* verify_request runs in the parent, on the request memory the forking
  * model reuses from one request to the next: each request's state must
- * start zeroed even though the previous one's was written here. */
+ * start zeroed even though the previous one's was written here. It then
+ * fills the state with a pattern that starts with the state's address. */
 static bool check_then_dirty_state(ss_server *s, ss_request *r,
                                    const ss_address *c)
 {
@@ -910,23 +911,28 @@ static bool check_then_dirty_state(ss_server *s, ss_request *r,
             break;
         }
     memset(st, 0xa5, child_state_bytes);
+    memcpy(st, &st, sizeof st);
     return true;
 }
 
 /* The child reports the handlers its server tracks and whether its state
- * holds what verify_request wrote in the parent, then echoes. */
+ * holds what verify_request wrote in the parent, at the same address, then
+ * echoes. */
 static int report_child_view(ss_request *r, const ss_address *c, ss_server *s)
 {
     const unsigned char *st = ss_request_state(r);
+    const unsigned char *where;
     char line[64];
     size_t i;
     int n, err;
 
-    for (i = 0; i < child_state_bytes; i++)
+    memcpy(&where, st, sizeof where);
+    for (i = sizeof where; i < child_state_bytes; i++)
         if (st[i] != 0xa5)
             break;
     n = snprintf(line, sizeof line, "%d %s\n", ss_server_active_handlers(s),
-                 i == child_state_bytes ? "state" : "lost");
+                 where != st ? "moved"
+                 : i == child_state_bytes ? "state" : "lost");
     if ((err = ss_sendall(r, line, (size_t)n)) < 0)
         return err;
     return echo_lines(r, c, s);
@@ -937,8 +943,8 @@ static bool has_handlers(void *arg)
     return ss_server_active_handlers(arg) >= 1;
 }
 
-/* With a handler state of `bytes`: small ones share request memory kept
- * for the next request, large ones do not. */
+/* With a handler state of `bytes` (at least a pointer's): small ones share
+ * request memory kept for the next request, large ones do not. */
 static void check_forking_child_view(size_t bytes)
 {
     ss_handler h = {.handle = report_child_view, .state_size = bytes,
@@ -985,27 +991,58 @@ static void test_forking_child_view_of_its_server(void **state)
     check_forking_child_view(48);
 }
 
+/* Around the size where requests stop sharing the kept memory (4 KiB in
+ * all), and far above it. */
 static void test_forking_child_view_large_state(void **state)
 {
     (void)state;
+    check_forking_child_view(3500);
+    check_forking_child_view(4096);
+    check_forking_child_view(5000);
     check_forking_child_view(100000);
 }
 
-static int echo_packet(ss_request *r, const ss_address *c, ss_server *s)
+/* Where the parent's verify_request saw a datagram request's state and
+ * packet: the child must find them at the same addresses. */
+typedef struct seen_in_parent {
+    const void *state;
+    const void *packet;
+} seen_in_parent;
+
+static bool record_addresses(ss_server *s, ss_request *r, const ss_address *c)
 {
+    seen_in_parent *seen = ss_request_state(r);
+    size_t len;
+
+    (void)s, (void)c;
+    seen->state = seen;
+    seen->packet = ss_request_packet(r, &len);
+    return true;
+}
+
+static int echo_packet_in_place(ss_request *r, const ss_address *c,
+                                ss_server *s)
+{
+    const seen_in_parent *seen = ss_request_state(r);
     size_t len;
     const void *p = ss_request_packet(r, &len);
 
     (void)c, (void)s;
+    if (seen->state != seen || seen->packet != p)
+        return ss_sendall(r, "moved", 5);
     return ss_sendall(r, p, len);
 }
 
 /* Datagram requests differ in size: the reused request memory must fit
- * every packet, growing and shrinking. */
+ * every packet, growing and shrinking, with the handler's state before
+ * it, and keep them where the parent's hooks saw them. */
 static void test_forking_datagrams_of_changing_sizes(void **state)
 {
-    static const size_t sizes[] = {1, 3000, 10, 8000, 100, 8192, 0, 2, 5000};
-    ss_handler h = {.handle = echo_packet};
+    static const size_t sizes[] = {1, 3000, 10, 8000, 100, 8192, 0, 2, 5000,
+                                   300};
+    ss_handler h = {.handle = echo_packet_in_place,
+                    .state_size = sizeof(seen_in_parent)};
+    ss_server_ops ov = {.verify_request = record_addresses};
     ss_server *s = ss_forking_udp_server_new("127.0.0.1:0", &h, NULL);
     const ss_address *a;
     char out[8192], in[8193];
@@ -1015,6 +1052,7 @@ static void test_forking_datagrams_of_changing_sizes(void **state)
 
     (void)state;
     expect_true(s != NULL, "%s", ss_last_error());
+    assert_int_equal(ss_server_override(s, &ov), 0);
     a = ss_server_address(s);
     serve_in_thread(&sv, s, 0.05);
     fd = client_dgram(a, NULL, 0);
