@@ -335,8 +335,8 @@ static size_t table_size(int max)
 }
 
 /* The slot's size: a request with the handler's state (and a short
- * packet), rounded to whole max_align_t; 0 (no slot) when the child's copy
- * would be too large for the stack. */
+ * packet), rounded to whole max_align_t; 0 (no slot) when the copy that
+ * crosses the fork would be too large for the stack. */
 static size_t slot_size(const ss_server *s)
 {
     size_t n;
