@@ -67,22 +67,27 @@ static void forget(table *t, int i)
     t->children[i] = t->children[--t->count];
 }
 
-/* The table of this process. A process forked from the one that set the
- * server up (a daemon, a handler's child) sees it wiped, or where the
- * kernel cannot wipe it, holding the other process's children: either way
- * it starts a table of its own. No system call once a wiped table is set. */
+/* Whether the table holds this process's children. A process forked from
+ * the one that set the server up (a daemon, a handler's child) sees it
+ * wiped (pid 0), or where the kernel cannot wipe it, holding the other
+ * process's children. No system call where the kernel wipes. */
+static bool owned(const forking *f)
+{
+    pid_t pid = atomic_load(&f->t->pid);
+
+    return f->wiped ? pid != 0 : pid == getpid();
+}
+
+/* The table of this process: one not owned yet is started afresh. */
 static table *mine(ss_server *s)
 {
     forking *f = state(s);
     table *t = f->t;
-    pid_t self;
 
-    if (f->wiped && atomic_load_explicit(&t->pid, memory_order_relaxed))
-        return t;
-    if (atomic_load(&t->pid) != (self = getpid())) {
+    if (!owned(f)) {
         atomic_store(&t->count, 0);
         t->slot_busy = false;
-        atomic_store(&t->pid, self);
+        atomic_store(&t->pid, getpid());
     }
     return t;
 }
@@ -107,19 +112,21 @@ static void collect(table *t, bool blocking)
 }
 
 /* Sleep until a child exits, `deadline` passes (< 0: never) or, with
- * wake, a shutdown is requested. Returns 0, -ETIMEDOUT or -ENOMEM. The
- * children's pidfds are opened for this wait only: kept open, they would
- * leak into every process forked meanwhile, the application's included. */
+ * wake, a shutdown is requested. Returns 0 or -ETIMEDOUT. The children's
+ * pidfds are opened for this wait only: kept open, they would leak into
+ * every process forked meanwhile, the application's included. A child
+ * without a pidfd (no pidfd_open, or no memory to poll them) is checked
+ * again after SS_NO_PIDFD_POLL. */
 static int wait_any(ss_server *s, table *t, double deadline, bool wake)
 {
-    struct pollfd *p = malloc(((size_t)t->count + 1) * sizeof *p);
+    struct pollfd spare = {.fd = -1};  /* room for the wake-up fd alone */
+    struct pollfd *all = malloc(((size_t)t->count + 1) * sizeof *all);
+    struct pollfd *p = all ? all : &spare;
     double until = deadline;
     int i, n = 0, rc;
 
-    if (!p)
-        return -ENOMEM;
     for (i = 0; i < t->count; i++) {
-        int fd = ss__pidfd_open(t->children[i]);
+        int fd = all ? ss__pidfd_open(t->children[i]) : -ENOMEM;
 
         if (fd >= 0)
             p[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
@@ -131,7 +138,7 @@ static int wait_any(ss_server *s, table *t, double deadline, bool wake)
     rc = poll(p, (nfds_t)n, until < 0 ? -1 : ss__ms_until(until));
     for (i = 0; i < n - (wake ? 1 : 0); i++)
         ss__close(p[i].fd);
-    free(p);
+    free(all);
     if (rc == 0 && deadline >= 0 && ss__now() >= deadline)
         return -ETIMEDOUT;
     return 0;
@@ -282,13 +289,12 @@ static bool forking_request_release(ss_server *s, void *m)
     return true;
 }
 
-/* A table that is not this process's own (see mine()) has no children
- * of this process in it. */
+/* A table this process does not own has no children of this process. */
 static int forking_active(const ss_server *s)
 {
-    const table *t = state(s)->t;
+    const forking *f = state(s);
 
-    return atomic_load(&t->pid) == getpid() ? atomic_load(&t->count) : 0;
+    return owned(f) ? atomic_load(&f->t->count) : 0;
 }
 
 static void forking_free(forking *f)
@@ -330,23 +336,18 @@ static size_t table_size(int max)
 
     if ((size_t)max > (SIZE_MAX - sizeof(table) - align) / sizeof(pid_t))
         return 0;
-    return (sizeof(table) + (size_t)max * sizeof(pid_t) + align - 1) /
-           align * align;
+    return ss__round_up(sizeof(table) + (size_t)max * sizeof(pid_t), align);
 }
 
 /* The slot's size: a request with the handler's state (and a short
  * packet), rounded to whole max_align_t; 0 (no slot) when the copy that
- * crosses the fork would be too large for the stack. */
+ * crosses the fork would be too large for the stack. (The constructors
+ * keep state_size far from overflowing the sum.) */
 static size_t slot_size(const ss_server *s)
 {
-    size_t n;
+    size_t packet = s->type->socktype == SOCK_DGRAM ? SS_SLOT_PACKET : 0;
+    size_t n = ss__round_up(ss__request_size(s, packet), sizeof(max_align_t));
 
-    if (s->handler.state_size > SS_SLOT_MAX)
-        return 0;
-    n = ss__request_size(s, s->type->socktype == SOCK_DGRAM
-                                ? SS_SLOT_PACKET : 0);
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) *
-        sizeof(max_align_t);
     return n <= SS_SLOT_MAX ? n : 0;
 }
 

@@ -60,6 +60,12 @@ void ss__wakeup_signal(ss__wakeup *w);    /* async-signal-safe */
 void ss__wakeup_drain(ss__wakeup *w);
 void ss__wakeup_close(ss__wakeup *w);
 
+/* n rounded up to a multiple of `to`; the caller keeps n far from SIZE_MAX. */
+static inline size_t ss__round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
 /* ---- platform socket calls (sock.c) ------------------------------------- */
 
 /* socket(2), close-on-exec, with SOCK_NONBLOCK when nonblock. -errno. */

@@ -65,6 +65,13 @@ static worker *pick_one(pool *p)
     return w;
 }
 
+/* A worker to wake for the queued work, if work is queued and no worker is
+ * awake and idle to take it. Lock held. */
+static worker *pick_for_queue(pool *p)
+{
+    return p->head && p->awake_idle == 0 ? pick_one(p) : NULL;
+}
+
 /* Post to a worker pick_one chose. A semaphore rather than a condition
  * variable: the woken worker does not take the queue lock back inside the
  * wait, which left glibc's mutex marked contended and cost a futex wake-up
@@ -99,7 +106,7 @@ static bool dequeue(pool *p, ss_request **r, worker **helper)
         p->tail = NULL;
     p->awake_idle--;
     p->busy++;
-    *helper = p->head && p->awake_idle == 0 ? pick_one(p) : NULL;
+    *helper = pick_for_queue(p);
     return atomic_fetch_sub(&p->queued, 1) == p->limit;
 }
 
@@ -200,11 +207,10 @@ static int pool_process_request(ss_server *s, ss_request *r,
 static void pool_batch_end(ss_server *s)
 {
     pool *p = state(s);
-    worker *w = NULL;
+    worker *w;
 
     pthread_mutex_lock(&p->lock);
-    if (p->head && p->awake_idle == 0)
-        w = pick_one(p);
+    w = pick_for_queue(p);
     pthread_mutex_unlock(&p->lock);
     wake(w);
 }

@@ -14,11 +14,6 @@
 
 #define SS_RBUFSIZE_DEFAULT 8192
 
-static size_t round_up(size_t n, size_t to)
-{
-    return (n + to - 1) / to * to;
-}
-
 /* Zeroed request memory: the model's, if it keeps some, else calloc's. */
 static void *request_memory(ss_server *s, size_t size)
 {
@@ -39,7 +34,7 @@ static void request_memory_release(ss_server *s, void *m)
 /* The handler state, rounded so the packet after it stays aligned. */
 static size_t state_bytes(const ss_server *s)
 {
-    return round_up(s->handler.state_size, _Alignof(max_align_t));
+    return ss__round_up(s->handler.state_size, _Alignof(max_align_t));
 }
 
 size_t ss__request_size(const ss_server *s, size_t extra)

@@ -938,6 +938,18 @@ static int report_child_view(ss_request *r, const ss_address *c, ss_server *s)
     return echo_lines(r, c, s);
 }
 
+/* End a connection to a forking server: shutdown, not close alone, since
+ * the child holds a copy of this client's descriptor too (it was forked
+ * from this process); then wait for the handler's EOF. */
+static void end_exchange(int fd)
+{
+    char line[64];
+
+    shutdown(fd, SHUT_WR);
+    assert_int_equal(recv_line(fd, line, sizeof line), 0);
+    close(fd);
+}
+
 static bool has_handlers(void *arg)
 {
     return ss_server_active_handlers(arg) >= 1;
@@ -972,11 +984,7 @@ static void check_forking_child_view(size_t bytes)
         /* The parent counts the child, which waits for our EOF (once the
          * parent has returned from fork: the child may answer first). */
         assert_true(wait_for(has_handlers, s, WAIT_LIMIT));
-        /* shutdown, not close alone: the child holds a copy of this
-         * client's descriptor too (it was forked from this process). */
-        shutdown(fd, SHUT_WR);
-        assert_int_equal(recv_line(fd, line, sizeof line), 0);
-        close(fd);
+        end_exchange(fd);
     }
     stop_serving(&sv);
     ss_server_close(s);
@@ -1114,15 +1122,6 @@ static int exchange(ss_server *s, const char *text)
                 strerror(errno));
     assert_string_equal(line, text);
     return fd;
-}
-
-static void end_exchange(int fd)
-{
-    char line[64];
-
-    shutdown(fd, SHUT_WR);
-    assert_int_equal(recv_line(fd, line, sizeof line), 0);
-    close(fd);
 }
 
 static void test_forking_server_serves_after_the_process_forks(void **state)
