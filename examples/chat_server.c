@@ -61,10 +61,10 @@ static int handle(ss_request *request, const ss_address *client,
     if (!clean(line))
         strcpy(line, "anonymous");
     snprintf(me->name, sizeof me->name, "%.*s", NAME_MAX_LEN, line);
+    announce(server, request, "* %s joined%s\n", me->name, "");
     printf("%s joined from %s\n", me->name,
            ss_address_format(client, who, sizeof who));
     fflush(stdout);
-    announce(server, request, "* %s joined%s\n", me->name, "");
     while ((n = ss_readline(request, line, sizeof line)) > 0)
         if (clean(line))
             announce(server, request, "%s: %s\n", me->name, line);

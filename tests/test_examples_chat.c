@@ -23,6 +23,34 @@ static int join(const example *e, const char *name)
     return fd;
 }
 
+/* Wait until the server has announced `name`: it logs the join once the
+ * notice has gone to everyone else in the room. */
+typedef struct joining {
+    const example *e;
+    const char    *name;
+} joining;
+
+static bool logged_join(void *arg)
+{
+    const joining *j = arg;
+    char *log = example_log(j->e);
+    char line[64];
+    bool found;
+
+    snprintf(line, sizeof line, "%s joined from ", j->name);
+    found = log && strstr(log, line) != NULL;
+    free(log);
+    return found;
+}
+
+static void wait_joined(const example *e, const char *name)
+{
+    joining j = {e, name};
+
+    expect_true(wait_for(logged_join, &j, WAIT_LIMIT),
+                "the server never announced %s", name);
+}
+
 static void expect_line(int fd, const char *want)
 {
     char line[256];
@@ -53,7 +81,7 @@ static void check_room(const char *model)
 
     example_start(&e, "chat_server", args);
     alice = join(&e, "alice");
-    sleep_ms(100);
+    wait_joined(&e, "alice");
     bob = join(&e, "bob");
     expect_line(alice, "* bob joined\n");
     carol = join(&e, "carol");
@@ -104,7 +132,7 @@ static void test_nc_joins_the_room(void **state)
         skip();
     example_start(&e, "chat_server", args);
     alice = join(&e, "alice");
-    sleep_ms(100);
+    wait_joined(&e, "alice");
     port = strrchr(e.address, ':') + 1;
     snprintf(host, sizeof host, "%.*s", (int)(port - 1 - e.address), e.address);
     rc = run_command((const char *[]){"nc", "-N", host, port, NULL},
@@ -131,9 +159,9 @@ static void test_a_stalled_client_does_not_stall_the_room(void **state)
     (void)state;
     example_start(&e, "chat_server", args);
     stalled = join(&e, "stalled");      /* never reads */
-    sleep_ms(100);
+    wait_joined(&e, "stalled");
     bob = join(&e, "bob");
-    sleep_ms(100);
+    wait_joined(&e, "bob");
     alice = join(&e, "alice");
     expect_line(bob, "* alice joined\n");
     memset(line, 'z', 1000);
