@@ -276,7 +276,12 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
  *   `queue_limit` (0 = workers); while it is full the server does not
  *   accept, so clients wait in the kernel's backlog. Stream and datagram
  *   servers alike. Close serves what is queued, or after close_timeout
- *   closes it unserved.
+ *   closes it unserved. While ss_serve_forever runs, the serving thread
+ *   is SCHED_BATCH on Linux when it was SCHED_OTHER (a policy chosen by the
+ *   application is left alone): a request's arrival wakes it without
+ *   preempting a handler, and it takes what arrived in one go once the
+ *   core is free. Workers run with the policy the serving thread had, and
+ *   ss_serve_forever gives that thread its policy back when it returns.
  * Prefork: ss_serve_forever starts `workers` child processes that each run
  *   the serving loop (with the server's process model) on the shared
  *   listening socket, restarts any that dies (with a back-off when it dies

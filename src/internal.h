@@ -4,7 +4,8 @@
  * SS_EXTERN declarations of sockserver.h are exported.
  *
  * Layering, bottom to top (a file includes nothing above it):
- *   error.c, wakeup.c, sock.c, proc.c     errors, wake-up fd, platform calls
+ *   error.c, wakeup.c, sock.c, proc.c,    errors, wake-up fd, platform calls
+ *   sched.c
  *   address.c, registry.c, wait.c         addresses, live requests, the one
  *                                         place request I/O waits
  *   request.c                             rfile / wfile / recv / send
@@ -87,6 +88,15 @@ int ss__pidfd_open(pid_t pid);
 void *ss__map_parent_only(size_t size, bool *wiped);
 void  ss__unmap_parent_only(void *p, size_t size);
 
+/* ---- scheduling (sched.c) ---------------------------------------------- */
+
+/* The calling thread stops preempting others when it wakes (SCHED_BATCH),
+ * if its policy is the default one (SCHED_OTHER). True when it changed. */
+bool ss__sched_batch_begin(void);
+/* Undo ss__sched_batch_begin (call only after it returned true), or put a
+ * thread that inherited SCHED_BATCH from it back to SCHED_OTHER. */
+void ss__sched_batch_end(void);
+
 /* ---- addresses (address.c) ---------------------------------------------- */
 
 /* Parse `text` as a Unix socket path, whatever it looks like ("unix:"
@@ -119,6 +129,9 @@ typedef struct ss__model {
     void (*batch_end)(ss_server *s);        /* the loop took what was ready
                                                and is about to sleep: start
                                                the work queued. NULL = none */
+    void (*loop_begin)(ss_server *s);       /* ss_serve_forever starts (or */
+    void (*loop_end)(ss_server *s);         /* ends) in this thread. NULL =
+                                               nothing to do */
     void (*destroy)(ss_server *s);          /* free model_state */
     /* Request memory (request.c). alloc: `size` zeroed bytes, or NULL for
      * calloc's; release: true when `mem` is the model's own and it keeps

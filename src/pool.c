@@ -7,6 +7,13 @@
  *
  * Workers start with the first request, in the process that serves: a
  * prefork worker gets a pool of its own.
+ *
+ * While ss_serve_forever runs, the serving thread is SCHED_BATCH (when it
+ * was SCHED_OTHER): a request's arrival wakes it without preempting a
+ * worker in a handler. On a busy core the serving thread then takes the
+ * requests that arrived meanwhile in one go, when the worker sleeps,
+ * instead of preempting it at each one to queue it and wake yet another
+ * worker. Workers run with the policy the serving thread had.
  */
 #include "internal.h"
 
@@ -18,6 +25,7 @@ typedef struct worker {
     sem_t            wake;          /* posted by wake() */
     struct worker   *next_idle;
     ss_server       *server;
+    bool             unbatch;       /* inherited SCHED_BATCH: drop it */
 } worker;
 
 /* Workers are woken one at a time, and only when no worker is already
@@ -42,6 +50,7 @@ typedef struct pool {
     unsigned         busy;          /* in a handler */
     bool             stopping;
     bool             start_logged;
+    bool             batched;       /* the serving thread is SCHED_BATCH */
 } pool;
 
 static pool *state(const ss_server *s)
@@ -118,6 +127,8 @@ static void *worker_main(void *arg)
     worker *helper;
     ss_request *r;
 
+    if (w->unbatch)
+        ss__sched_batch_end();
     pthread_mutex_lock(&p->lock);
     p->awake_idle++;
     for (;;) {
@@ -157,6 +168,7 @@ static int start_workers(ss_server *s, pool *p)
         worker *w = &p->w[p->started];
 
         w->server = s;
+        w->unbatch = p->batched;
         if ((rc = pthread_create(&w->thread, &p->attr, worker_main, w)) != 0)
             break;
         p->started++;
@@ -213,6 +225,22 @@ static void pool_batch_end(ss_server *s)
     w = pick_for_queue(p);
     pthread_mutex_unlock(&p->lock);
     wake(w);
+}
+
+/* ss_serve_forever starts in this thread, or ends: see the top of the file.
+ * Only the serving loop's thread changes, and only while it serves. */
+static void pool_loop_begin(ss_server *s)
+{
+    state(s)->batched = ss__sched_batch_begin();
+}
+
+static void pool_loop_end(ss_server *s)
+{
+    pool *p = state(s);
+
+    if (p->batched)
+        ss__sched_batch_end();
+    p->batched = false;
 }
 
 static bool pool_accepting(ss_server *s)
@@ -333,6 +361,8 @@ static const ss__model pool_model = {
     .active = pool_active,
     .accepting = pool_accepting,
     .batch_end = pool_batch_end,
+    .loop_begin = pool_loop_begin,
+    .loop_end = pool_loop_end,
     .destroy = pool_destroy,
     .same_process = true,
 };

@@ -638,6 +638,8 @@ int ss__serve_loop(ss_server *s, double poll_interval)
 
     if ((err = ss__begin_serving(s)) < 0)
         return err;
+    if (s->model && s->model->loop_begin)
+        s->model->loop_begin(s);
     while (!ss__shutdown_requested(s)) {
         bool listening = can_accept(s);
         struct pollfd p[2] = {
@@ -663,6 +665,8 @@ int ss__serve_loop(ss_server *s, double poll_interval)
             s->ops.service_actions(s);
         }
     }
+    if (s->model && s->model->loop_end)
+        s->model->loop_end(s);
     ss__end_serving(s);
     return err;
 }

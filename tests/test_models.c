@@ -8,6 +8,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -422,6 +424,143 @@ static void test_pool_serves_datagrams(void **state)
         dgram_examine(ss_server_address(s));
     stop_serving(&sv);
     ss_server_free(s);
+}
+
+/* ---- the pool's serving thread does not preempt its handlers ----------- */
+
+static atomic_int policy_in_verify, policy_in_handler;
+
+static int thread_policy(void)
+{
+    struct sched_param param;
+    int policy = -1;
+
+    assert_int_equal(pthread_getschedparam(pthread_self(), &policy, &param),
+                     0);
+    return policy;
+}
+
+static bool note_verify_policy(ss_server *s, ss_request *r,
+                               const ss_address *c)
+{
+    (void)s, (void)r, (void)c;
+    atomic_store(&policy_in_verify, thread_policy());
+    return true;
+}
+
+static int echo_noting_policy(ss_request *r, const ss_address *c,
+                              ss_server *s)
+{
+    size_t len;
+    const void *p = ss_request_packet(r, &len);
+
+    (void)c, (void)s;
+    atomic_store(&policy_in_handler, thread_policy());
+    return ss_sendall(r, p, len);
+}
+
+typedef struct policy_run {
+    ss_server *server;
+    int        set;             /* the policy the thread serves with */
+    int        before, after;   /* its policy around ss_serve_forever */
+    int        rc;
+} policy_run;
+
+static void *serve_with_policy(void *arg)
+{
+    policy_run *run = arg;
+    struct sched_param param = {.sched_priority = 0};
+
+    if ((run->rc = -pthread_setschedparam(pthread_self(), run->set, &param)))
+        return NULL;
+    run->before = thread_policy();
+    run->rc = ss_serve_forever(run->server, 0.05);
+    run->after = thread_policy();
+    return NULL;
+}
+
+/* Serve a few datagrams from a thread of policy `set`; the policies seen
+ * by verify_request (in the serving thread) and by the handler. */
+static void serve_noting_policies(bool use_pool, int set, int *in_verify,
+                                  int *in_handler)
+{
+    ss_handler h = {.handle = echo_noting_policy};
+    ss_server_ops ov = {.verify_request = note_verify_policy};
+    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, NULL);
+    policy_run run = {.server = s, .set = set, .rc = -1};
+    pthread_t t;
+    int i;
+
+    expect_true(s != NULL, "%s", ss_last_error());
+    assert_int_equal(ss_server_override(s, &ov), 0);
+    if (use_pool)
+        assert_int_equal(ss_server_use_thread_pool(s, 2, 4), 0);
+    atomic_store(&policy_in_verify, -1);
+    atomic_store(&policy_in_handler, -1);
+    assert_int_equal(pthread_create(&t, NULL, serve_with_policy, &run), 0);
+    for (i = 0; i < 3; i++)
+        dgram_examine(ss_server_address(s));
+    ss_server_shutdown(s);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    expect_true(run.rc == 0, "serving with policy %d: %s", set,
+                ss_strerror(run.rc));
+    /* The thread leaves ss_serve_forever with the policy it came with. */
+    assert_int_equal(run.before, set);
+    assert_int_equal(run.after, set);
+    ss_server_free(s);
+    *in_verify = atomic_load(&policy_in_verify);
+    *in_handler = atomic_load(&policy_in_handler);
+}
+
+/* Whether a thread may take SCHED_BATCH and leave it (Linux). */
+static bool batch_available(void)
+{
+#ifdef SCHED_BATCH
+    struct sched_param param = {.sched_priority = 0};
+
+    if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) != 0)
+        return false;
+    return pthread_setschedparam(pthread_self(), SCHED_OTHER, &param) == 0;
+#else
+    return false;
+#endif
+}
+
+/* While a pool server serves, its serving thread is SCHED_BATCH, so a
+ * request's arrival does not preempt a handler; the handlers run with the
+ * policy the serving thread had. A synchronous server changes nothing. */
+static void test_pool_serving_thread_does_not_preempt_handlers(void **state)
+{
+    int in_verify, in_handler;
+
+    (void)state;
+    if (!batch_available())
+        skip();
+#ifdef SCHED_BATCH
+    serve_noting_policies(true, SCHED_OTHER, &in_verify, &in_handler);
+    assert_int_equal(in_verify, SCHED_BATCH);
+    assert_int_equal(in_handler, SCHED_OTHER);
+    serve_noting_policies(false, SCHED_OTHER, &in_verify, &in_handler);
+    assert_int_equal(in_verify, SCHED_OTHER);
+    assert_int_equal(in_handler, SCHED_OTHER);
+#endif
+}
+
+/* A policy the application chose is left alone: a serving thread that is
+ * SCHED_BATCH already stays so after ss_serve_forever, and the handlers
+ * inherit it as usual. */
+static void test_pool_keeps_the_policy_the_application_chose(void **state)
+{
+    int in_verify, in_handler;
+
+    (void)state;
+    if (!batch_available())
+        skip();
+#ifdef SCHED_BATCH
+    serve_noting_policies(true, SCHED_BATCH, &in_verify, &in_handler);
+    assert_int_equal(in_verify, SCHED_BATCH);
+    assert_int_equal(in_handler, SCHED_BATCH);
+#endif
 }
 
 static void test_mixins_refuse_bad_combinations(void **state)
@@ -1322,6 +1461,8 @@ int main(void)
         TEST(test_forking_never_exceeds_max_children),
         TEST(test_pool_bounds_concurrency_and_refuses_nobody),
         TEST(test_pool_serves_datagrams),
+        TEST(test_pool_serving_thread_does_not_preempt_handlers),
+        TEST(test_pool_keeps_the_policy_the_application_chose),
         TEST(test_prefork_serves_from_several_workers_and_replaces_the_dead),
         TEST(test_sync_close_timeout_frees_idle_handler),
         TEST(test_threading_close_timeout_frees_idle_handler),
