@@ -192,6 +192,9 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
     /* Additions beyond API.md (keep zero for the defaults): */
     size_t thread_stack_size;   /* threading and pool handler threads;
                                    0 = 256 KiB (at least PTHREAD_STACK_MIN) */
+    bool   keep_sched_policy;   /* pool: leave the serving thread's
+                                   scheduling policy alone while it serves
+                                   (see ss_server_use_thread_pool) */
 } ss_server_options;
 
 /* Server types x concurrency: twelve constructors. `address` is parsed as by
@@ -276,12 +279,17 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
  *   `queue_limit` (0 = workers); while it is full the server does not
  *   accept, so clients wait in the kernel's backlog. Stream and datagram
  *   servers alike. Close serves what is queued, or after close_timeout
- *   closes it unserved. While ss_serve_forever runs, the serving thread
- *   is SCHED_BATCH on Linux when it was SCHED_OTHER (a policy chosen by the
- *   application is left alone): a request's arrival wakes it without
- *   preempting a handler, and it takes what arrived in one go once the
- *   core is free. Workers run with the policy the serving thread had, and
- *   ss_serve_forever gives that thread its policy back when it returns.
+ *   closes it unserved. While ss_serve_forever runs, its thread (in
+ *   prefork, each worker process's) is SCHED_BATCH on Linux if it was
+ *   SCHED_OTHER: a request's arrival then wakes it without preempting a
+ *   busy handler, and it takes what arrived in one go once the core is
+ *   free. So the hooks that run in that thread (get_request,
+ *   verify_request, service_actions, handle_timeout) run SCHED_BATCH, and
+ *   threads or processes they create inherit it. Workers it starts reset
+ *   themselves to SCHED_OTHER; ss_serve_forever puts the thread back to
+ *   SCHED_OTHER when it returns, unless its policy was changed meanwhile.
+ *   A thread of any other policy (real-time, idle, batch) is left alone,
+ *   as is every thread with options.keep_sched_policy.
  * Prefork: ss_serve_forever starts `workers` child processes that each run
  *   the serving loop (with the server's process model) on the shared
  *   listening socket, restarts any that dies (with a back-off when it dies

@@ -94,7 +94,8 @@ void  ss__unmap_parent_only(void *p, size_t size);
  * if its policy is the default one (SCHED_OTHER). True when it changed. */
 bool ss__sched_batch_begin(void);
 /* Undo ss__sched_batch_begin (call only after it returned true), or put a
- * thread that inherited SCHED_BATCH from it back to SCHED_OTHER. */
+ * thread that inherited SCHED_BATCH from it back to SCHED_OTHER; a policy
+ * changed meanwhile (no longer SCHED_BATCH) is left alone. */
 void ss__sched_batch_end(void);
 
 /* ---- addresses (address.c) ---------------------------------------------- */

@@ -13,7 +13,7 @@
  * worker in a handler. On a busy core the serving thread then takes the
  * requests that arrived meanwhile in one go, when the worker sleeps,
  * instead of preempting it at each one to queue it and wake yet another
- * worker. Workers run with the policy the serving thread had.
+ * worker. Workers started meanwhile go back to SCHED_OTHER.
  */
 #include "internal.h"
 
@@ -231,7 +231,8 @@ static void pool_batch_end(ss_server *s)
  * Only the serving loop's thread changes, and only while it serves. */
 static void pool_loop_begin(ss_server *s)
 {
-    state(s)->batched = ss__sched_batch_begin();
+    state(s)->batched = !s->options.keep_sched_policy &&
+                        ss__sched_batch_begin();
 }
 
 static void pool_loop_end(ss_server *s)

@@ -430,13 +430,12 @@ static void test_pool_serves_datagrams(void **state)
 
 static atomic_int policy_in_verify, policy_in_handler;
 
+/* The calling thread's policy, as the kernel has it. */
 static int thread_policy(void)
 {
-    struct sched_param param;
-    int policy = -1;
+    int policy = sched_getscheduler(0);
 
-    assert_int_equal(pthread_getschedparam(pthread_self(), &policy, &param),
-                     0);
+    assert_true(policy >= 0);
     return policy;
 }
 
@@ -466,13 +465,20 @@ typedef struct policy_run {
     int        rc;
 } policy_run;
 
+/* Set the policy as sched_setscheduler(2) (or chrt) does, after glibc has
+ * cached the thread's policy (pthread_getschedparam): that cache is not
+ * updated, so the library must ask the kernel. */
 static void *serve_with_policy(void *arg)
 {
     policy_run *run = arg;
     struct sched_param param = {.sched_priority = 0};
+    int cached;
 
-    if ((run->rc = -pthread_setschedparam(pthread_self(), run->set, &param)))
+    (void)pthread_getschedparam(pthread_self(), &cached, &param);
+    if (sched_setscheduler(0, run->set, &param) != 0) {
+        run->rc = -errno;
         return NULL;
+    }
     run->before = thread_policy();
     run->rc = ss_serve_forever(run->server, 0.05);
     run->after = thread_policy();
@@ -481,12 +487,13 @@ static void *serve_with_policy(void *arg)
 
 /* Serve a few datagrams from a thread of policy `set`; the policies seen
  * by verify_request (in the serving thread) and by the handler. */
-static void serve_noting_policies(bool use_pool, int set, int *in_verify,
-                                  int *in_handler)
+static void serve_noting_policies(bool use_pool, bool keep, int set,
+                                  int *in_verify, int *in_handler)
 {
     ss_handler h = {.handle = echo_noting_policy};
     ss_server_ops ov = {.verify_request = note_verify_policy};
-    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, NULL);
+    ss_server_options o = {.keep_sched_policy = keep};
+    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, &o);
     policy_run run = {.server = s, .set = set, .rc = -1};
     pthread_t t;
     int i;
@@ -512,23 +519,29 @@ static void serve_noting_policies(bool use_pool, int set, int *in_verify,
     *in_handler = atomic_load(&policy_in_handler);
 }
 
-/* Whether a thread may take SCHED_BATCH and leave it (Linux). */
+/* Whether a thread may take SCHED_BATCH and leave it (Linux). The calling
+ * thread gets its own policy back. */
 static bool batch_available(void)
 {
 #ifdef SCHED_BATCH
     struct sched_param param = {.sched_priority = 0};
+    int policy = sched_getscheduler(0);
+    bool ok;
 
-    if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) != 0)
+    if (policy < 0 || sched_getparam(0, &param) != 0)
         return false;
-    return pthread_setschedparam(pthread_self(), SCHED_OTHER, &param) == 0;
+    ok = sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){0}) == 0 &&
+         sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0}) == 0;
+    (void)sched_setscheduler(0, policy, &param);
+    return ok;
 #else
     return false;
 #endif
 }
 
 /* While a pool server serves, its serving thread is SCHED_BATCH, so a
- * request's arrival does not preempt a handler; the handlers run with the
- * policy the serving thread had. A synchronous server changes nothing. */
+ * request's arrival does not preempt a handler; its handlers run
+ * SCHED_OTHER. A synchronous server changes nothing. */
 static void test_pool_serving_thread_does_not_preempt_handlers(void **state)
 {
     int in_verify, in_handler;
@@ -537,18 +550,20 @@ static void test_pool_serving_thread_does_not_preempt_handlers(void **state)
     if (!batch_available())
         skip();
 #ifdef SCHED_BATCH
-    serve_noting_policies(true, SCHED_OTHER, &in_verify, &in_handler);
+    serve_noting_policies(true, false, SCHED_OTHER, &in_verify, &in_handler);
     assert_int_equal(in_verify, SCHED_BATCH);
     assert_int_equal(in_handler, SCHED_OTHER);
-    serve_noting_policies(false, SCHED_OTHER, &in_verify, &in_handler);
+    serve_noting_policies(false, false, SCHED_OTHER, &in_verify,
+                          &in_handler);
     assert_int_equal(in_verify, SCHED_OTHER);
     assert_int_equal(in_handler, SCHED_OTHER);
 #endif
 }
 
-/* A policy the application chose is left alone: a serving thread that is
- * SCHED_BATCH already stays so after ss_serve_forever, and the handlers
- * inherit it as usual. */
+/* A policy the application chose is left alone, even when set behind
+ * glibc's back: a serving thread that is SCHED_BATCH already stays so
+ * after ss_serve_forever, and its handlers inherit it as usual. With
+ * keep_sched_policy, a SCHED_OTHER thread is left alone too. */
 static void test_pool_keeps_the_policy_the_application_chose(void **state)
 {
     int in_verify, in_handler;
@@ -557,9 +572,12 @@ static void test_pool_keeps_the_policy_the_application_chose(void **state)
     if (!batch_available())
         skip();
 #ifdef SCHED_BATCH
-    serve_noting_policies(true, SCHED_BATCH, &in_verify, &in_handler);
+    serve_noting_policies(true, false, SCHED_BATCH, &in_verify, &in_handler);
     assert_int_equal(in_verify, SCHED_BATCH);
     assert_int_equal(in_handler, SCHED_BATCH);
+    serve_noting_policies(true, true, SCHED_OTHER, &in_verify, &in_handler);
+    assert_int_equal(in_verify, SCHED_OTHER);
+    assert_int_equal(in_handler, SCHED_OTHER);
 #endif
 }
 
