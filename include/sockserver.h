@@ -147,7 +147,10 @@ typedef struct ss_handler {
     double timeout;             /* seconds for each blocking I/O on the
                                    request; 0 = none
                                    (StreamRequestHandler.timeout). On expiry
-                                   the I/O call returns -ETIMEDOUT. */
+                                   the I/O call returns -ETIMEDOUT. A whole
+                                   ss_sendall, ss_write or ss_flush is one
+                                   call, as Python's sendall: partial sends
+                                   share the one timeout. */
     bool   disable_nagle_algorithm; /* set TCP_NODELAY on TCP connections */
     size_t rbufsize;            /* read buffer of ss_readline/ss_read;
                                    0 = 8192 */

@@ -218,8 +218,12 @@ ssize_t ss__io_recv(ss_request *r, void *buf, size_t len);
 /* Wait until the connection is readable, `timeout` seconds at most (< 0:
  * no limit) or until a drain ends: 1, 0 on timeout, or -errno. */
 int     ss__io_wait_readable(ss_request *r, double timeout);
-/* Send some of buf on a stream: bytes sent (>0) or -errno. */
-ssize_t ss__io_send(ss_request *r, const void *buf, size_t len);
+/* Send some of buf on a stream: bytes sent (>0) or -errno. The handler
+ * timeout counts from *start (ss__now() when the whole send began; 0 =
+ * read the clock when needed); `more` when earlier calls sent part of the
+ * same buffer, so that the time left, not the whole timeout, applies. */
+ssize_t ss__io_send(ss_request *r, const void *buf, size_t len,
+                    double *start, bool more);
 /* Send buf as one datagram to the request's client: 0 or -errno. */
 int     ss__io_sendto(ss_request *r, const void *buf, size_t len);
 /* Set SO_RCVTIMEO and SO_SNDTIMEO (seconds <= 0: none); 0 or -errno with

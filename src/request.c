@@ -118,17 +118,23 @@ int ss__request_begin(ss_request *r)
 
 /* ---- wfile ------------------------------------------------------------ */
 
-/* Send every byte of buf on a stream request. */
+/* Send every byte of buf on a stream request, within one handler timeout
+ * in all, as Python's sendall: a client that reads slowly cannot hold the
+ * handler longer by taking a few bytes at a time. */
 static int send_all(ss_request *r, const char *buf, size_t len)
 {
+    double start;
+    bool more = false;
     ssize_t n;
     int err = 0;
 
     pthread_mutex_lock(&r->wlock);
+    start = r->timeout > 0 ? ss__now() : 0;
     if (r->fd < 0)
         err = -EBADF;
     while (!err && len > 0) {
-        n = ss__io_send(r, buf, len);
+        n = ss__io_send(r, buf, len, &start, more);
+        more = true;
         if (n < 0) {
             err = (int)n;
         } else {

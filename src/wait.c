@@ -118,15 +118,17 @@ ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
     return errno == EAGAIN || errno == EWOULDBLOCK ? io_expired(r) : -errno;
 }
 
-ssize_t ss__io_send(ss_request *r, const void *buf, size_t len)
+ssize_t ss__io_send(ss_request *r, const void *buf, size_t len,
+                    double *start, bool more)
 {
-    double start = r->timeout > 0 ? ss__now() : 0;
     bool eintr = false;
     ssize_t n;
     int err;
 
     for (;;) {
-        if ((err = io_arm(r, &start, eintr)) < 0)
+        /* A continuation gets what is left of the whole send's time, as
+         * a call restarted after EINTR does. */
+        if ((err = io_arm(r, start, eintr || more)) < 0)
             return err;
         n = send(r->fd, buf, len, MSG_NOSIGNAL);
         if (n >= 0)

@@ -337,6 +337,40 @@ static void test_sendall_sends_every_byte_to_a_slow_reader(void **state)
     assert_true(same);
 }
 
+static double sendall_seconds;
+
+static int big_sendall_timed(ss_request *r, const ss_address *c, ss_server *s)
+{
+    double t0 = now();
+
+    big_sendall(r, c, s);
+    sendall_seconds = now() - t0;
+    return 0;
+}
+
+/* The handler timeout bounds a whole ss_sendall, as it bounds Python's
+ * sendall: a client that takes a little now and then cannot stretch one
+ * call past it (each partial send restarting the timeout would let 8 MiB
+ * trickle out for 5 s). */
+static void test_sendall_timeout_covers_the_whole_call(void **state)
+{
+    ss_handler h = {.handle = big_sendall_timed, .timeout = 0.5};
+    double t0 = now();
+    char buf[16384];
+    session t;
+
+    (void)state;
+    open_session(&t, &h);
+    while (now() - t0 < 20 && recv(t.fd, buf, sizeof buf, 0) > 0)
+        sleep_ms(10);       /* 16 KiB every 10 ms */
+    close_session(&t);
+    expect_true(got_n[0] == -ETIMEDOUT, "sendall returned %zd (%s) after "
+                "%.2f s", got_n[0], ss_strerror((int)got_n[0]),
+                sendall_seconds);
+    expect_true(sendall_seconds < 3.0, "sendall took %.2f s with a 0.5 s "
+                "timeout", sendall_seconds);
+}
+
 /* ---- datagrams ------------------------------------------------------------ */
 
 static int packet_handle(ss_request *r, const ss_address *c, ss_server *s)
@@ -476,6 +510,7 @@ int main(void)
         FD_TEST(test_buffered_wfile_sends_on_flush_and_after_finish),
         FD_TEST(test_a_vanished_client_gives_epipe_not_sigpipe),
         FD_TEST(test_sendall_sends_every_byte_to_a_slow_reader),
+        FD_TEST(test_sendall_timeout_covers_the_whole_call),
         FD_TEST(test_udp_packet_reply_and_truncation),
         FD_TEST(test_unix_datagram_packet_reply_and_truncation),
         FD_TEST(test_stream_request_has_no_packet),
