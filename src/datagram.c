@@ -33,6 +33,13 @@ int ss__udp_get_request(ss_server *s, ss_request **out)
     if (n < 0)
         return -errno;
     peer.len = msg.msg_namelen;
+    /* A Unix client that did not bind has no name: the kernel writes
+     * nothing, not even the family. Make it an unnamed peer of the
+     * server's family rather than stack garbage. */
+    if (peer.len < sizeof(sa_family_t)) {
+        memset(&peer.storage, 0, sizeof peer.storage);
+        peer.storage.ss_family = s->address.storage.ss_family;
+    }
     len = (size_t)n;
     /* One extra byte so even an empty packet has a non-NULL buffer. */
     if (!(r = ss__request_new(s, fd, len + 1)))

@@ -490,6 +490,43 @@ static void test_unix_datagram_packet_reply_and_truncation(void **state)
     run_datagram_checks(ss_unix_datagram_server_new(temp_path("dg"), &h, &o));
 }
 
+static char unnamed_seen[64];
+static atomic_int unnamed_family;
+
+static int note_client(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)s;
+    ss_address_format(c, unnamed_seen, sizeof unnamed_seen);
+    atomic_store(&unnamed_family, c->storage.ss_family);
+    return 0;   /* no reply: an unnamed client cannot get one */
+}
+
+/* A Unix datagram client that did not bind has no address: the handler
+ * sees an unnamed Unix peer, "(unnamed)", not whatever was in memory. */
+static void test_unix_datagram_from_an_unbound_client(void **state)
+{
+    ss_handler h = {.handle = note_client};
+    ss_server *s = ss_unix_datagram_server_new(temp_path("unb"), &h, NULL);
+    const ss_address *a;
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    a = ss_server_address(s);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(sendto(fd, "hi", 2, 0, (const struct sockaddr *)&a->storage,
+                            a->len), 2);
+    memset(unnamed_seen, 'x', sizeof unnamed_seen - 1);
+    unnamed_seen[sizeof unnamed_seen - 1] = '\0';
+    atomic_store(&unnamed_family, -1);
+    assert_int_equal(ss_handle_request(s), 0);
+    close(fd);
+    assert_string_equal(unnamed_seen, "(unnamed)");
+    assert_int_equal(atomic_load(&unnamed_family), AF_UNIX);
+    ss_server_free(s);
+}
+
 static void test_stream_request_has_no_packet(void **state)
 {
     size_t len = 99;
@@ -513,6 +550,7 @@ int main(void)
         FD_TEST(test_sendall_timeout_covers_the_whole_call),
         FD_TEST(test_udp_packet_reply_and_truncation),
         FD_TEST(test_unix_datagram_packet_reply_and_truncation),
+        FD_TEST(test_unix_datagram_from_an_unbound_client),
         FD_TEST(test_stream_request_has_no_packet),
     };
 
