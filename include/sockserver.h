@@ -98,8 +98,11 @@ typedef struct ss_address {
  *                                      AF_INET servers do
  *   ":8080", "*:8080"                  all interfaces: "[::]:8080", which
  *                                      the servers bind dual-stack (IPv4
- *                                      clients too) and fall back to
- *                                      0.0.0.0 where IPv6 is unavailable
+ *                                      clients too, seen as IPv4-mapped
+ *                                      IPv6 addresses, "[::ffff:1.2.3.4]:n")
+ *                                      and fall back to 0.0.0.0 where IPv6
+ *                                      is unavailable; "0.0.0.0:8080" for
+ *                                      IPv4 only, as Python's ('', port)
  *   "/tmp/x.sock", "./x.sock"          a Unix socket path
  *   "unix:NAME"                        a Unix socket path NAME (any form)
  *   "@NAME", "unix:@NAME"              a Linux abstract socket name
@@ -344,8 +347,10 @@ SS_EXTERN int ss_server_active_handlers(const ss_server *server);
  * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) pause accepting
  * with a back-off instead of spinning; ECONNABORTED is ignored.
  * Returns 0 after a shutdown, SS_ABORT when a synchronous handler returned
- * it, -EBUSY when the server is already serving, -EBADF when it is closed or
- * not bound, or another negative errno. */
+ * it (at once: service_actions does not run after it), -EBUSY when the
+ * server is already serving, -EBADF when it is closed or not bound, or
+ * another negative errno. A shutdown requested before serve_forever began
+ * wins over a close that followed it: 0 (the request is consumed). */
 SS_EXTERN int ss_serve_forever(ss_server *server, double poll_interval);
 
 /* Handle one request, waiting at most options.timeout on a monotonic clock
@@ -379,7 +384,11 @@ SS_EXTERN int ss_server_shutdown_on_signals(ss_server *server);
 /* The server_close hook, once: stop listening (the socket is closed, a Unix
  * socket file this server created is removed), then wait for handler
  * threads or children (unless no_block_on_close; close_timeout bounds the
- * wait). Idempotent. Call it after serve_forever has returned. */
+ * wait). A datagram server with handler threads waits for them first, then
+ * closes: their replies go out through its socket. Idempotent. Call it
+ * after serve_forever has returned (ss_server_shutdown does not wait for a
+ * serve_forever that has not begun yet: join a serving thread before
+ * ss_server_free). */
 SS_EXTERN void ss_server_close(ss_server *server);
 
 /* Close if needed and release the server; NULL is fine. */

@@ -323,8 +323,11 @@ void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
  * handlers unless no_block_on_close. A datagram server's handlers reply
  * through its socket, so there the wait comes first, always. */
 void ss__close_and_wait(ss_server *s, void (*wait)(ss_server *s));
-/* Mark the server as serving in this thread (-EBUSY, -EBADF), and undo it,
- * consuming the shutdown request and waking ss_server_shutdown callers. */
+/* Mark the server as serving in this thread: 0, or -EBUSY, -EBADF; or 1
+ * when a shutdown requested before serving began was followed by close:
+ * the request is consumed and there is nothing to serve (serve_forever
+ * returns 0). And undo it, consuming the shutdown request and waking
+ * ss_server_shutdown callers. */
 int  ss__begin_serving(ss_server *s);
 void ss__end_serving(ss_server *s);
 /* The serving loop proper (prefork workers run it too). */

@@ -240,8 +240,8 @@ int ss__prefork_serve(ss_server *s, double poll_interval)
     unsigned i;
     int err;
 
-    if ((err = ss__begin_serving(s)) < 0)
-        return err;
+    if ((err = ss__begin_serving(s)) != 0)
+        return err < 0 ? err : 0;
     for (i = 0; i < s->prefork->count; i++)
         s->prefork->w[i].restart_at = 0;
     supervise(s, interval);

@@ -490,9 +490,13 @@ int ss__begin_serving(ss_server *s)
     pthread_mutex_lock(&s->lock);
     if (s->serving)
         err = -EBUSY;
+    else if (atomic_load(&s->closed) && ss__shutdown_requested(s))
+        err = 1;    /* shut down, then closed, before serving began */
     else if (atomic_load(&s->closed) || atomic_load(&s->fd) < 0 || !s->bound)
         err = -EBADF;
-    if (err == 0) {
+    if (err == 1) {
+        atomic_store(&s->shutdown_request, 0);  /* consumed, as at the end */
+    } else if (err == 0) {
         s->serving = true;
         s->serving_thread = pthread_self();
         atomic_store(&s->started, true);
@@ -597,10 +601,11 @@ static int take_batch(ss_server *s)
             s->accept_delay = 0;
             s->accept_logged = false;
         }
-        err = ss__dispatch(s, r);
-        s->ops.service_actions(s);
-        if (err)
+        /* An abort leaves at once, as an exception out of Python's
+         * _handle_request_noblock skips service_actions. */
+        if ((err = ss__dispatch(s, r)) != 0)
             return err;
+        s->ops.service_actions(s);
     }
     return 0;
 }
@@ -636,8 +641,8 @@ int ss__serve_loop(ss_server *s, double poll_interval)
     double interval = poll_interval > 0 ? poll_interval : 0.5;
     int err;
 
-    if ((err = ss__begin_serving(s)) < 0)
-        return err;
+    if ((err = ss__begin_serving(s)) != 0)
+        return err < 0 ? err : 0;
     if (s->model && s->model->loop_begin)
         s->model->loop_begin(s);
     while (!ss__shutdown_requested(s)) {

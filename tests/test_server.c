@@ -217,16 +217,31 @@ static void test_process_request_failure_is_reported_and_ended_once(void **state
     ss_server_free(s);
 }
 
+static atomic_int service_calls;
+
+static void count_service(ss_server *s)
+{
+    (void)s;
+    atomic_fetch_add(&service_calls, 1);
+}
+
+/* SS_ABORT leaves serve_forever at once, as an exception escaping
+ * Python's _handle_request_noblock: service_actions does not run after
+ * it. */
 static void test_serve_forever_returns_abort_from_a_sync_handler(void **state)
 {
     ss_handler h = {.handle = rec_handle};
+    ss_server_ops ov = {.service_actions = count_service};
     ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
     int fd;
 
     (void)state;
+    ss_server_override(s, &ov);
+    atomic_store(&service_calls, 0);
     handle_status = SS_ABORT;
     fd = client_connect(ss_server_address(s));
-    assert_int_equal(ss_serve_forever(s, 0.01), SS_ABORT);
+    assert_int_equal(ss_serve_forever(s, 3600.0), SS_ABORT);
+    assert_int_equal(atomic_load(&service_calls), 0);
     close(fd);
     ss_server_free(s);
     handle_status = 0;
@@ -353,6 +368,23 @@ static void test_shutdown_request_is_sticky(void **state)
     serve_in_thread(&sv, s, 3600.0);
     stream_examine(ss_server_address(s));
     stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* Python's usual teardown, when the serving thread has not reached
+ * serve_forever yet: shutdown (sticky), close, then serve_forever runs.
+ * It returns 0, the shutdown consumed; a later one reports the closed
+ * server. */
+static void test_shutdown_then_close_before_serving_returns_zero(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+
+    (void)state;
+    ss_server_shutdown(s);
+    ss_server_close(s);
+    assert_int_equal(ss_serve_forever(s, 3600.0), 0);
+    assert_int_equal(ss_serve_forever(s, 3600.0), -EBADF);
     ss_server_free(s);
 }
 
@@ -965,6 +997,7 @@ int main(void)
         FD_TEST(test_service_actions_runs_every_poll_interval),
         FD_TEST(test_service_actions_runs_after_each_request),
         FD_TEST(test_shutdown_request_is_sticky),
+        FD_TEST(test_shutdown_then_close_before_serving_returns_zero),
         FD_TEST(test_shutdown_of_a_server_not_serving_returns_at_once),
         FD_TEST(test_shutdown_from_the_serving_thread_only_asks),
         FD_TEST(test_request_shutdown_from_a_signal_handler),
