@@ -98,11 +98,10 @@ typedef struct ss_address {
  *                                      AF_INET servers do
  *   ":8080", "*:8080"                  all interfaces: "[::]:8080", which
  *                                      the servers bind dual-stack (IPv4
- *                                      clients too, seen as IPv4-mapped
- *                                      IPv6 addresses, "[::ffff:1.2.3.4]:n")
- *                                      and fall back to 0.0.0.0 where IPv6
- *                                      is unavailable; "0.0.0.0:8080" for
- *                                      IPv4 only, as Python's ('', port)
+ *                                      clients too, whose addresses the
+ *                                      handlers see as IPv4 ones, as with
+ *                                      Python's ('', port)) and fall back
+ *                                      to 0.0.0.0 where IPv6 is unavailable
  *   "/tmp/x.sock", "./x.sock"          a Unix socket path
  *   "unix:NAME"                        a Unix socket path NAME (any form)
  *   "@NAME", "unix:@NAME"              a Linux abstract socket name

@@ -224,6 +224,21 @@ bool ss__address_is_any6(const ss_address *a)
            IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
 }
 
+void ss__address_unmap(ss_address *a)
+{
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->storage;
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+
+    if (a->storage.ss_family != AF_INET6 || a->len < sizeof *sin6 ||
+        !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+        return;
+    sin.sin_port = sin6->sin6_port;
+    memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], sizeof sin.sin_addr);
+    memset(&a->storage, 0, sizeof a->storage);
+    memcpy(&a->storage, &sin, sizeof sin);
+    a->len = sizeof sin;
+}
+
 static void format_unix(const ss_address *a, char *buf, size_t size)
 {
     const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->storage;

@@ -40,6 +40,9 @@ int ss__udp_get_request(ss_server *s, ss_request **out)
         memset(&peer.storage, 0, sizeof peer.storage);
         peer.storage.ss_family = s->address.storage.ss_family;
     }
+    /* A dual-stack server's IPv4 client, as an IPv4 address; the reply
+     * to it goes out through the IPv6 socket all the same. */
+    ss__address_unmap(&peer);
     len = (size_t)n;
     /* One extra byte so even an empty packet has a non-NULL buffer. */
     if (!(r = ss__request_new(s, fd, len + 1)))

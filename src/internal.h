@@ -106,6 +106,10 @@ int  ss__address_parse_unix(ss_address *out, const char *text);
 bool ss__address_is_unix(const ss_address *a);
 /* True for the IPv6 wildcard "::" (bound dual-stack). */
 bool ss__address_is_any6(const ss_address *a);
+/* An IPv4-mapped IPv6 peer ([::ffff:a.b.c.d]:port, how a dual-stack socket
+ * sees an IPv4 client) becomes the IPv4 address it stands for; any other
+ * address is left as it is. */
+void ss__address_unmap(ss_address *a);
 
 /* ---- server types, models ----------------------------------------------- */
 

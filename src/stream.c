@@ -104,6 +104,7 @@ int ss__tcp_get_request(ss_server *s, ss_request **out)
         return -ENOMEM;
     }
     r->owns_fd = true;
+    ss__address_unmap(&peer);   /* a dual-stack server's IPv4 client */
     r->client = peer;
     ss__registry_add(s, r);
     *out = r;

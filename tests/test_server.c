@@ -691,6 +691,48 @@ static void test_all_interfaces_serve_ipv4_and_ipv6(void **state)
     ss_server_free(s);
 }
 
+static char client_seen[64];
+
+static int echo_noting_client(ss_request *r, const ss_address *c, ss_server *s)
+{
+    ss_address_format(c, client_seen, sizeof client_seen);
+    return echo_line_handle(r, c, s);
+}
+
+/* An all-interfaces server sees an IPv4 client as an IPv4 address, as
+ * Python's ('', port) server does, though its socket is dual-stack; and the
+ * datagram reply to that address still arrives. */
+static void test_all_interfaces_report_ipv4_clients_as_ipv4(void **state)
+{
+    ss_handler h = {.handle = echo_noting_client};
+    ss_server *s;
+    ss_address v4;
+    char text[64];
+    served sv;
+    int udp;
+
+    (void)state;
+    for (udp = 0; udp < 2; udp++) {
+        s = udp ? ss_udp_server_new(":0", &h, NULL)
+                : ss_tcp_server_new(":0", &h, NULL);
+        assert_non_null(s);
+        snprintf(text, sizeof text, "127.0.0.1:%d",
+                 ss_address_port(ss_server_address(s)));
+        assert_int_equal(ss_address_parse(&v4, text), 0);
+        client_seen[0] = '\0';
+        serve_in_thread(&sv, s, 0.05);
+        if (udp)
+            dgram_examine(&v4);
+        else
+            stream_examine(&v4);
+        stop_serving(&sv);
+        expect_true(strncmp(client_seen, "127.0.0.1:", 10) == 0,
+                    "%s server saw its IPv4 client as %s", udp ? "UDP" : "TCP",
+                    client_seen);
+        ss_server_free(s);
+    }
+}
+
 /* ---- Unix sockets ---------------------------------------------------------- */
 
 /* A socket file as a crashed server leaves it: bound, then closed. */
@@ -1010,6 +1052,7 @@ int main(void)
         FD_TEST(test_host_name_address),
         FD_TEST(test_ipv6_loopback),
         FD_TEST(test_all_interfaces_serve_ipv4_and_ipv6),
+        FD_TEST(test_all_interfaces_report_ipv4_clients_as_ipv4),
         FD_TEST(test_stale_unix_socket_file_is_replaced),
         FD_TEST(test_live_unix_server_path_is_eaddrinuse),
         FD_TEST(test_close_removes_only_its_own_socket_file),
