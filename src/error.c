@@ -3,6 +3,8 @@
  */
 #include "internal.h"
 
+#include <signal.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -58,6 +60,36 @@ int ss__error(int err, const char *fmt, ...)
     return err;
 }
 
+/* Best effort: a line that cannot be written is dropped. A stderr whose
+ * reader has gone (a pipe into `head`, say) must not kill the server with
+ * SIGPIPE: the signal is blocked in this thread for the write, and one
+ * the write raised is taken back before the mask is restored. A SIGPIPE
+ * that was pending before is left pending. */
+static void write_stderr(const char *line, size_t len)
+{
+    static const struct timespec now = {0, 0};
+    sigset_t pipe, old, pending;
+    bool was_pending;
+    ssize_t n;
+
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    if (pthread_sigmask(SIG_BLOCK, &pipe, &old) != 0) {
+        if (write(STDERR_FILENO, line, len) < 0)
+            return;     /* could not shield it: best effort */
+        return;
+    }
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    do
+        n = write(STDERR_FILENO, line, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EPIPE && !was_pending)
+        while (sigtimedwait(&pipe, NULL, &now) < 0 && errno == EINTR)
+            ;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 void ss__log(const char *fmt, ...)
 {
     char line[600];
@@ -72,9 +104,7 @@ void ss__log(const char *fmt, ...)
     if ((size_t)n > sizeof line - 2)
         n = sizeof line - 2;
     line[n++] = '\n';
-    /* Best effort: a log line that cannot be written is dropped. */
-    while (write(STDERR_FILENO, line, (size_t)n) < 0 && errno == EINTR)
-        ;
+    write_stderr(line, (size_t)n);
 }
 
 int64_t ss__now_ns(void)

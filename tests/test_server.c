@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -248,6 +249,53 @@ static void test_serve_forever_returns_abort_from_a_sync_handler(void **state)
 }
 
 /* ---- the default handle_error -------------------------------------------- */
+
+static int fail_with_eio(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    return -EIO;
+}
+
+/* The default handle_error writes to stderr. A stderr whose reader has
+ * gone (`server 2>&1 | head -1`) must not kill the server with SIGPIPE:
+ * no function of the library raises it. Run in a child, SIGPIPE at its
+ * default action, stderr a pipe nobody reads. */
+static void test_handle_error_into_a_broken_pipe_raises_no_sigpipe(void **state)
+{
+    int p[2], status;
+    pid_t pid;
+
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    close(p[0]);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        ss_handler h = {.handle = fail_with_eio};
+        ss_server *s;
+        sigset_t pending;
+        int fd, rc;
+
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGPIPE, &dfl, NULL);
+        dup2(p[1], STDERR_FILENO);
+        if (!(s = ss_tcp_server_new("127.0.0.1:0", &h, NULL)))
+            _exit(2);
+        fd = client_connect(ss_server_address(s));
+        rc = ss_handle_request(s);
+        close(fd);
+        ss_server_free(s);
+        sigpending(&pending);
+        _exit(rc != 0 ? 3 : sigismember(&pending, SIGPIPE) ? 4 : 0);
+    }
+    close(p[1]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the server process %s %d", WIFSIGNALED(status) ?
+                "was killed by signal" : "exited with", WIFSIGNALED(status) ?
+                WTERMSIG(status) : WEXITSTATUS(status));
+}
 
 static int reset_handle(ss_request *r, const ss_address *c, ss_server *s)
 {
@@ -1035,6 +1083,7 @@ int main(void)
         FD_TEST(test_process_request_failure_is_reported_and_ended_once),
         FD_TEST(test_serve_forever_returns_abort_from_a_sync_handler),
         FD_TEST(test_default_handle_error_prints_pythons_block),
+        FD_TEST(test_handle_error_into_a_broken_pipe_raises_no_sigpipe),
         FD_TEST(test_shutdown_is_prompt_whatever_the_poll_interval),
         FD_TEST(test_service_actions_runs_every_poll_interval),
         FD_TEST(test_service_actions_runs_after_each_request),
