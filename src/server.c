@@ -211,6 +211,9 @@ ss_server *ss__server_new(const ss__type *type, const char *func,
         errno = -err;
         return NULL;
     }
+    /* A failure on the way that was recovered from (a stale Unix socket
+     * file replaced, say) is not this call's outcome. */
+    ss__clear_error();
     return s;
 }
 
