@@ -216,6 +216,8 @@ int ss_write(ss_request *r, const void *buf, size_t len)
     r->wcap = size;
     memcpy(r->wbuf + r->wlen, buf, len);
     r->wlen += len;
+    if (r->wlen == size && (err = ss_flush(r)) < 0)     /* full: out */
+        return err;
     return (int)len;
 }
 

@@ -263,6 +263,37 @@ static void test_buffered_wfile_sends_on_flush_and_after_finish(void **state)
     assert_int_equal(got_n[3], 13);
 }
 
+static int fill_the_buffer(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[64];
+
+    (void)c, (void)s;
+    got_n[0] = ss_write(r, "abcde", 5);
+    got_n[1] = ss_write(r, "fg\n", 3);     /* 8 of 8: the buffer is full */
+    if (ss_readline(r, line, sizeof line) <= 0)     /* the client's "ok" */
+        return -EIO;
+    return 0;
+}
+
+/* The buffer goes out as soon as it is full, not at the next write or at
+ * the end of the request. */
+static void test_buffered_wfile_sends_when_the_buffer_is_full(void **state)
+{
+    ss_handler h = {.handle = fill_the_buffer, .wbufsize = 8};
+    char line[64];
+    session t;
+
+    (void)state;
+    open_session(&t, &h);
+    expect_true(readable_within(t.fd, 2000), "a full buffer was held back");
+    assert_int_equal(recv_line(t.fd, line, sizeof line), 8);
+    assert_string_equal(line, "abcdefg\n");
+    send_all_fd(t.fd, "ok\n", 3);
+    close_session(&t);
+    assert_int_equal(got_n[0], 5);
+    assert_int_equal(got_n[1], 3);
+}
+
 static int write_to_vanished(ss_request *r, const ss_address *c, ss_server *s)
 {
     static char block[65536];
@@ -545,6 +576,7 @@ int main(void)
         FD_TEST(test_io_functions_refuse_bad_arguments),
         FD_TEST(test_wait_readable_tells_waiting_from_sending_clients),
         FD_TEST(test_buffered_wfile_sends_on_flush_and_after_finish),
+        FD_TEST(test_buffered_wfile_sends_when_the_buffer_is_full),
         FD_TEST(test_a_vanished_client_gives_epipe_not_sigpipe),
         FD_TEST(test_sendall_sends_every_byte_to_a_slow_reader),
         FD_TEST(test_sendall_timeout_covers_the_whole_call),
