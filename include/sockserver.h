@@ -363,7 +363,9 @@ SS_EXTERN int ss_handle_request(ss_server *server);
  * made before serve_forever starts, that serve_forever returns at once. When
  * the server is not serving, it returns at once instead of blocking; from
  * inside the serving thread (a synchronous handler, a hook) it only asks and
- * returns. A request being handled synchronously is finished first. */
+ * returns. A request being handled synchronously is finished first: its
+ * I/O gets close_timeout (when set), then returns -ESHUTDOWN. Handler
+ * threads and children are left alone: close drains them. */
 SS_EXTERN void ss_server_shutdown(ss_server *server);
 
 /* Async-signal-safe, any thread: ask serve_forever to return; does not

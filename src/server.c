@@ -314,6 +314,9 @@ int ss__dispatch(ss_server *s, ss_request *r)
         ss__end_request(s, r);
         return 0;
     }
+    /* A synchronous handler holds serve_forever up: a shutdown bounds its
+     * I/O (wait.c). Handler threads and children are close's to drain. */
+    r->inline_drain = !s->model;
     err = s->ops.process_request(s, r, &r->client);
     if (err == 0)
         return 0;   /* the request is ended, or owned by a thread/child */

@@ -33,12 +33,20 @@ int ss__io_set_timeout(int fd, double seconds)
     return 0;
 }
 
+/* Seconds left of the drain a shutdown started (< 0: none). It bounds
+ * only a request the serving thread handles itself, which keeps
+ * serve_forever from returning; close drains handler threads. */
+static double drain_left(const ss_request *r)
+{
+    return r->inline_drain ? ss__drain_left(r->server) : -1;
+}
+
 /* The limits on one I/O call that started at `start` (0 = not yet read
  * from the clock): the seconds it may still wait (< 0: no limit) and
  * whether the drain, not the handler timeout, is the nearer limit. */
 static double io_left(ss_request *r, double *start, bool *draining)
 {
-    double drain = ss__drain_left(r->server);
+    double drain = drain_left(r);
     double left = -1;
 
     *draining = false;
@@ -74,8 +82,9 @@ static int io_arm(ss_request *r, double *start, bool after_eintr)
     int err;
 
     if (!after_eintr && !r->timeo_dirty &&
-        atomic_load_explicit(&r->server->drain_deadline_ns,
-                             memory_order_relaxed) == 0)
+        (!r->inline_drain ||
+         atomic_load_explicit(&r->server->drain_deadline_ns,
+                              memory_order_relaxed) == 0))
         return 0;
     left = io_left(r, start, &draining);
     if (left == 0)
@@ -95,7 +104,7 @@ static int io_arm(ss_request *r, double *start, bool after_eintr)
 /* A blocking call failed with EAGAIN: its socket timeout expired. */
 static int io_expired(ss_request *r)
 {
-    return ss__drain_left(r->server) == 0 ? drained(r) : -ETIMEDOUT;
+    return drain_left(r) == 0 ? drained(r) : -ETIMEDOUT;
 }
 
 ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
@@ -146,7 +155,7 @@ int ss__io_wait_readable(ss_request *r, double timeout)
     int err;
 
     for (;;) {
-        drain = ss__drain_left(r->server);
+        drain = drain_left(r);
         until = end;
         if (drain >= 0 && (until < 0 || ss__now() + drain < until))
             until = ss__now() + drain;
@@ -155,7 +164,7 @@ int ss__io_wait_readable(ss_request *r, double timeout)
             return 1;
         if (err != -ETIMEDOUT)
             return err;
-        if (ss__drain_left(r->server) == 0)
+        if (drain_left(r) == 0)
             return drained(r);
         if (end >= 0 && ss__now() >= end)
             return 0;

@@ -1112,6 +1112,37 @@ static bool has_handlers(void *arg)
     return ss_server_active_handlers(arg) >= 1;
 }
 
+/* close_timeout is close's to apply: a shutdown alone does not cut a
+ * handler thread's I/O short, however long after it the client speaks.
+ * (The drain a shutdown starts bounds only a handler that runs on the
+ * serving thread, which keeps serve_forever from returning.) */
+static void test_shutdown_alone_does_not_cut_handler_threads(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.close_timeout = 0.2};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    char line[64];
+    served sv;
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_true(wait_for(has_handlers, s, WAIT_LIMIT));
+    stop_serving(&sv);      /* shutdown; the handler waits for its line */
+    sleep_ms(500);          /* well past close_timeout */
+    assert_int_equal(send_all_fd(fd, "still here\n", 11), 0);
+    expect_true(recv_line(fd, line, sizeof line) == 11, "no echo: %s",
+                strerror(errno));
+    assert_string_equal(line, "still here\n");
+    close(fd);
+    ss_server_close(s);
+    assert_int_equal(ss_server_active_handlers(s), 0);
+    ss_server_free(s);
+}
+
 /* With a handler state of `bytes` (at least a pointer's): small ones share
  * request memory kept for the next request, large ones do not. */
 static void check_forking_child_view(size_t bytes)
@@ -1459,6 +1490,7 @@ int main(void)
         TEST(test_forking_handled),
         TEST(test_forking_not_handled),
         TEST(test_forking_close_immediately),
+        TEST(test_shutdown_alone_does_not_cut_handler_threads),
         TEST(test_forking_child_view_of_its_server),
         TEST(test_forking_child_view_large_state),
         TEST(test_forking_datagrams_of_changing_sizes),
