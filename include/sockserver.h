@@ -186,7 +186,8 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
                                    wait for running handlers (threaded
                                    datagram handlers are still waited for:
                                    they reply through the server socket;
-                                   ss_server_free always waits for threads) */
+                                   ss_server_free waits for threads, see
+                                   there) */
     double close_timeout;       /* how long close waits for running handlers
                                    before it shuts their connections down so
                                    blocked I/O returns (threading, pool, sync
@@ -392,7 +393,12 @@ SS_EXTERN int ss_server_shutdown_on_signals(ss_server *server);
  * ss_server_free). */
 SS_EXTERN void ss_server_close(ss_server *server);
 
-/* Close if needed and release the server; NULL is fine. */
+/* Close if needed and release the server; NULL is fine. Handler threads
+ * still running (after a close with no_block_on_close) use the server's
+ * memory, so free waits for them: close_timeout at most (none when 0),
+ * then it shuts their connections down so that handlers waiting for idle
+ * clients return, and waits for them to. Forked children are not waited
+ * for. */
 SS_EXTERN void ss_server_free(ss_server *server);
 
 /* ---- overridable hooks (the vtable) ---------------------------------- */

@@ -326,6 +326,17 @@ void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
  * then wait for the rest. Without a close_timeout, simply wait. */
 void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
                     bool (*done)(void *), void *arg);
+/* The same with the cut after `seconds`: at once when 0, never when < 0.
+ * ss_server_free's wait (a model's destroy), which cannot wait for ever. */
+void ss__drain_wait_for(ss_server *s, pthread_cond_t *cond,
+                        pthread_mutex_t *lock, bool (*done)(void *),
+                        void *arg, double seconds);
+/* How long ss_server_free gives handlers still running: close_timeout,
+ * or none (their connections are shut down at once) when it is 0. */
+static inline double ss__free_timeout(const ss_server *s)
+{
+    return s->options.close_timeout > 0 ? s->options.close_timeout : 0;
+}
 /* A model's server_close: close the server socket, then wait(s) for the
  * handlers unless no_block_on_close. A datagram server's handlers reply
  * through its socket, so there the wait comes first, always. */

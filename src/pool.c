@@ -342,12 +342,15 @@ static void pool_free(pool *p)
     free(p);
 }
 
+/* As threading_destroy: what is still queued or running gets
+ * close_timeout, then is cut short, before the workers are joined. */
 static void pool_destroy(ss_server *s)
 {
     pool *p = state(s);
 
     stop(p);
-    join_workers(p);    /* they serve what is queued, then exit */
+    wait_drained(s, p, ss__free_timeout(s));
+    join_workers(p);
     pool_free(p);
 }
 

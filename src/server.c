@@ -450,25 +450,34 @@ void ss_server_request_shutdown(ss_server *s)
     ss__wakeup_signal(&s->wake);
 }
 
-void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
-                    bool (*done)(void *), void *arg)
+void ss__drain_wait_for(ss_server *s, pthread_cond_t *cond,
+                        pthread_mutex_t *lock, bool (*done)(void *),
+                        void *arg, double seconds)
 {
-    double t = s->options.close_timeout;
     struct timespec until;
-    bool forced = t <= 0;
+    bool forced = seconds < 0;      /* nothing (more) to cut short */
 
-    if (!forced)
-        ss__abstime(&until, CLOCK_MONOTONIC, t);
+    if (seconds > 0)
+        ss__abstime(&until, CLOCK_MONOTONIC, seconds);
     while (!done(arg)) {
         if (forced) {
             pthread_cond_wait(cond, lock);
-        } else if (pthread_cond_timedwait(cond, lock, &until) == ETIMEDOUT) {
+        } else if (seconds == 0 ||
+                   pthread_cond_timedwait(cond, lock, &until) == ETIMEDOUT) {
             forced = true;
             pthread_mutex_unlock(lock);
             ss__registry_shutdown_all(s, SHUT_RDWR);
             pthread_mutex_lock(lock);
         }
     }
+}
+
+void ss__drain_wait(ss_server *s, pthread_cond_t *cond, pthread_mutex_t *lock,
+                    bool (*done)(void *), void *arg)
+{
+    double t = s->options.close_timeout;
+
+    ss__drain_wait_for(s, cond, lock, done, arg, t > 0 ? t : -1);
 }
 
 static bool not_serving(void *arg)

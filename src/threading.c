@@ -140,14 +140,15 @@ static void threading_free(threading *t)
 }
 
 /* Even with no_block_on_close, the server's memory cannot go while handler
- * threads still use it. */
+ * threads still use it: they get close_timeout, then their connections
+ * are shut down so that handlers waiting for idle clients return. */
 static void threading_destroy(ss_server *s)
 {
     threading *t = state(s);
 
     pthread_mutex_lock(&t->lock);
-    while (t->live > 0)
-        pthread_cond_wait(&t->done, &t->lock);
+    ss__drain_wait_for(s, &t->done, &t->lock, none_live, t,
+                       ss__free_timeout(s));
     pthread_mutex_unlock(&t->lock);
     reap(t);
     threading_free(t);

@@ -1143,6 +1143,81 @@ static void test_shutdown_alone_does_not_cut_handler_threads(void **state)
     ss_server_free(s);
 }
 
+/* A watchdog for a wait that must not be endless: after `ms`, unless
+ * stopped first, it ends the client's side so a stuck handler returns. */
+typedef struct watchdog {
+    pthread_t thread;
+    int       stop[2];      /* a pipe: written to stop the watchdog */
+    int       client_fd;
+    int       ms;
+    bool      fired;
+} watchdog;
+
+static void *watchdog_main(void *arg)
+{
+    watchdog *w = arg;
+    struct pollfd p = {.fd = w->stop[0], .events = POLLIN};
+
+    if (poll(&p, 1, w->ms) == 0) {
+        w->fired = true;
+        shutdown(w->client_fd, SHUT_WR);
+    }
+    return NULL;
+}
+
+static void watchdog_start(watchdog *w, int client_fd, int ms)
+{
+    assert_int_equal(pipe(w->stop), 0);
+    w->client_fd = client_fd;
+    w->ms = ms;
+    w->fired = false;
+    assert_int_equal(pthread_create(&w->thread, NULL, watchdog_main, w), 0);
+}
+
+static bool watchdog_stop(watchdog *w)
+{
+    assert_int_equal(write(w->stop[1], "x", 1), 1);
+    assert_int_equal(pthread_join(w->thread, NULL), 0);
+    close(w->stop[0]);
+    close(w->stop[1]);
+    return w->fired;
+}
+
+/* ss_server_free cannot wait for ever for handlers stuck on idle clients,
+ * even with no_block_on_close: they get close_timeout (0 here: none), then
+ * their connections are shut down, and the clients see the end. */
+static void check_free_cuts_idle_handlers(model m)
+{
+    ss_server_options o = {.no_block_on_close = true};
+    ss_server *s = new_server(m, echo_line_handle, &o);
+    char line[64];
+    watchdog w;
+    served sv;
+    double t0;
+    int fd;
+
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_true(wait_for(has_handlers, s, WAIT_LIMIT));
+    stop_serving(&sv);
+    watchdog_start(&w, fd, 5000);
+    t0 = now();
+    ss_server_close(s);     /* returns at once: no_block_on_close */
+    ss_server_free(s);      /* must not wait for the idle client */
+    expect_true(!watchdog_stop(&w), "%s: ss_server_free waited for the idle "
+                "client (%.1f s)", model_name[m], now() - t0);
+    assert_int_equal(recv_line(fd, line, sizeof line), 0);    /* the end */
+    close(fd);
+}
+
+static void test_free_does_not_wait_for_idle_clients(void **state)
+{
+    (void)state;
+    check_free_cuts_idle_handlers(THREADING);
+    check_free_cuts_idle_handlers(POOL);
+}
+
 /* With a handler state of `bytes` (at least a pointer's): small ones share
  * request memory kept for the next request, large ones do not. */
 static void check_forking_child_view(size_t bytes)
@@ -1491,6 +1566,7 @@ int main(void)
         TEST(test_forking_not_handled),
         TEST(test_forking_close_immediately),
         TEST(test_shutdown_alone_does_not_cut_handler_threads),
+        TEST(test_free_does_not_wait_for_idle_clients),
         TEST(test_forking_child_view_of_its_server),
         TEST(test_forking_child_view_large_state),
         TEST(test_forking_datagrams_of_changing_sizes),
