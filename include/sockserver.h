@@ -398,7 +398,8 @@ SS_EXTERN void ss_server_close(ss_server *server);
  * memory, so free waits for them: close_timeout at most (none when 0),
  * then it shuts their connections down so that handlers waiting for idle
  * clients return, and waits for them to. Forked children are not waited
- * for. */
+ * for. A socket (and Unix socket file) that an overridden server_close
+ * left open is released too. */
 SS_EXTERN void ss_server_free(ss_server *server);
 
 /* ---- overridable hooks (the vtable) ---------------------------------- */

@@ -289,6 +289,10 @@ void ss_server_free(ss_server *s)
         ss__prefork_free(s);
     if (s->model && s->model->destroy)
         s->model->destroy(s);
+    /* A server_close override that did not chain to the base one left the
+     * socket (and a Unix socket file) behind: free releases them. */
+    if (atomic_load(&s->fd) >= 0 || s->unix_path)
+        s->type->ops->server_close(s);
     ss__wakeup_close(&s->wake);
     free(s->scratch);
     free(s->unix_path);

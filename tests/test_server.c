@@ -816,6 +816,36 @@ static void test_stale_unix_socket_file_is_replaced(void **state)
     assert_int_not_equal(access(path, F_OK), 0);
 }
 
+static atomic_int overridden_closes;
+
+static void close_without_base(ss_server *s)
+{
+    (void)s;
+    atomic_fetch_add(&overridden_closes, 1);
+}
+
+/* A server_close override that does not call the base one: ss_server_free
+ * still releases the socket and removes the socket file (the fd count is
+ * checked by the test's teardown). */
+static void test_free_releases_what_an_overridden_close_left(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_ops ov = {.server_close = close_without_base};
+    const char *path = temp_path("ovclose");
+    ss_server *s = ss_unix_stream_server_new(path, &h, NULL);
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_override(s, &ov), 0);
+    atomic_store(&overridden_closes, 0);
+    ss_server_close(s);
+    assert_int_equal(atomic_load(&overridden_closes), 1);
+    assert_int_equal(access(path, F_OK), 0);    /* the override kept it */
+    ss_server_free(s);
+    assert_int_equal(atomic_load(&overridden_closes), 1);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
 static void test_live_unix_server_path_is_eaddrinuse(void **state)
 {
     ss_handler h = {.handle = echo_line_handle};
@@ -1106,6 +1136,7 @@ int main(void)
         FD_TEST(test_all_interfaces_serve_ipv4_and_ipv6),
         FD_TEST(test_all_interfaces_report_ipv4_clients_as_ipv4),
         FD_TEST(test_stale_unix_socket_file_is_replaced),
+        FD_TEST(test_free_releases_what_an_overridden_close_left),
         FD_TEST(test_live_unix_server_path_is_eaddrinuse),
         FD_TEST(test_close_removes_only_its_own_socket_file),
         FD_TEST(test_regular_file_at_the_path_is_not_removed),
