@@ -191,9 +191,10 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
     double close_timeout;       /* how long close waits for running handlers
                                    before it shuts their connections down so
                                    blocked I/O returns (threading, pool, sync
-                                   drain) or sends SIGTERM, then SIGKILL
-                                   (forking, prefork); 0 = wait as long as
-                                   they run (Python) */
+                                   drain; a datagram reply still blocked
+                                   fails with -ESHUTDOWN) or sends SIGTERM,
+                                   then SIGKILL (forking, prefork); 0 = wait
+                                   as long as they run (Python) */
     void  *data;                /* returned by ss_server_data() */
     /* Additions beyond API.md (keep zero for the defaults): */
     size_t thread_stack_size;   /* threading and pool handler threads;
@@ -397,9 +398,10 @@ SS_EXTERN void ss_server_close(ss_server *server);
  * still running (after a close with no_block_on_close) use the server's
  * memory, so free waits for them: close_timeout at most (none when 0),
  * then it shuts their connections down so that handlers waiting for idle
- * clients return, and waits for them to. Forked children are not waited
- * for. A socket (and Unix socket file) that an overridden server_close
- * left open is released too. */
+ * clients return (a reply still being sent is cut short), and waits for
+ * them to. Forked children are not waited for. If an overridden
+ * server_close did not chain to the base one and left the server's socket
+ * open, free releases it and its Unix socket file. */
 SS_EXTERN void ss_server_free(ss_server *server);
 
 /* ---- overridable hooks (the vtable) ---------------------------------- */

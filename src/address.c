@@ -239,6 +239,24 @@ void ss__address_unmap(ss_address *a)
     a->len = sizeof sin;
 }
 
+const ss_address *ss__address_for_socket(const ss_address *a, int family,
+                                         ss_address *tmp)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->storage;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&tmp->storage;
+
+    if (a->storage.ss_family != AF_INET || family != AF_INET6)
+        return a;
+    memset(tmp, 0, sizeof *tmp);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = sin->sin_port;
+    sin6->sin6_addr.s6_addr[10] = 0xff;
+    sin6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&sin6->sin6_addr.s6_addr[12], &sin->sin_addr, sizeof sin->sin_addr);
+    tmp->len = sizeof *sin6;
+    return tmp;
+}
+
 static void format_unix(const ss_address *a, char *buf, size_t size)
 {
     const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->storage;

@@ -64,19 +64,22 @@ int ss__error(int err, const char *fmt, ...)
  * reader has gone (a pipe into `head`, say) must not kill the server with
  * SIGPIPE: the signal is blocked in this thread for the write, and one
  * the write raised is taken back before the mask is restored. A SIGPIPE
- * that was pending before is left pending. */
+ * that was pending before is left pending (this write's merges with it:
+ * signals of one kind do not queue). errno is kept. */
 static void write_stderr(const char *line, size_t len)
 {
     static const struct timespec now = {0, 0};
     sigset_t pipe, old, pending;
+    int saved = errno;      /* callers report their own errno after this */
     bool was_pending;
     ssize_t n;
 
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     if (pthread_sigmask(SIG_BLOCK, &pipe, &old) != 0) {
-        if (write(STDERR_FILENO, line, len) < 0)
-            return;     /* could not shield it: best effort */
+        while (write(STDERR_FILENO, line, len) < 0 && errno == EINTR)
+            ;   /* could not shield it: best effort */
+        errno = saved;
         return;
     }
     sigpending(&pending);
@@ -88,6 +91,7 @@ static void write_stderr(const char *line, size_t len)
         while (sigtimedwait(&pipe, NULL, &now) < 0 && errno == EINTR)
             ;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
 }
 
 void ss__log(const char *fmt, ...)

@@ -110,6 +110,11 @@ bool ss__address_is_any6(const ss_address *a);
  * sees an IPv4 client) becomes the IPv4 address it stands for; any other
  * address is left as it is. */
 void ss__address_unmap(ss_address *a);
+/* The address to reach `a` through a socket of `family`: `a` itself, or,
+ * for an IPv4 `a` and an IPv6 socket, its IPv4-mapped form in *tmp (Linux
+ * takes either; other IPv6 stacks want the mapped one). */
+const ss_address *ss__address_for_socket(const ss_address *a, int family,
+                                         ss_address *tmp);
 
 /* ---- server types, models ----------------------------------------------- */
 
@@ -280,6 +285,8 @@ struct ss_server {
     dev_t                unix_dev;
     ino_t                unix_ino;
     pid_t                owner_pid;     /* only the creating process unlinks */
+    ino_t                sock_ino;      /* the server socket's, see
+                                           ss_server_free */
 
     /* serving and shutdown */
     ss__wakeup           wake;

@@ -118,23 +118,32 @@ int ss__request_begin(ss_request *r)
 
 /* ---- wfile ------------------------------------------------------------ */
 
-/* Send every byte of buf on a stream request, within one handler timeout
- * in all, as Python's sendall: a client that reads slowly cannot hold the
- * handler longer by taking a few bytes at a time. */
-static int send_all(ss_request *r, const char *buf, size_t len)
+/* One call's sending (ss_sendall, ss_write, ss_flush): one handler
+ * timeout in all, as for Python's sendall, however many partial sends and
+ * buffers it takes. A client that reads slowly cannot hold the handler
+ * longer by taking a few bytes at a time. */
+typedef struct sending {
+    double start;   /* when the call began; 0 = no handler timeout */
+    bool   more;    /* something was sent already: only the rest is left */
+} sending;
+
+static sending sending_begin(const ss_request *r)
 {
-    double start;
-    bool more = false;
+    return (sending){.start = r->timeout > 0 ? ss__now() : 0, .more = false};
+}
+
+/* Send every byte of buf on a stream request. */
+static int send_all(ss_request *r, const char *buf, size_t len, sending *x)
+{
     ssize_t n;
     int err = 0;
 
     pthread_mutex_lock(&r->wlock);
-    start = r->timeout > 0 ? ss__now() : 0;
     if (r->fd < 0)
         err = -EBADF;
     while (!err && len > 0) {
-        n = ss__io_send(r, buf, len, &start, more);
-        more = true;
+        n = ss__io_send(r, buf, len, &x->start, x->more);
+        x->more = true;
         if (n < 0) {
             err = (int)n;
         } else {
@@ -146,19 +155,28 @@ static int send_all(ss_request *r, const char *buf, size_t len)
     return err;
 }
 
-int ss_flush(ss_request *r)
+/* Send what ss_write buffered, as part of the call x. */
+static int flush_buffer(ss_request *r, sending *x)
 {
     int err;
 
-    if (!r)
-        return -EINVAL;
     if (r->datagram || r->wlen == 0)
         return 0;
-    err = send_all(r, r->wbuf, r->wlen);
+    err = send_all(r, r->wbuf, r->wlen, x);
     /* After an error the stream is broken anyway: drop what was buffered
      * rather than send it again later. */
     r->wlen = 0;
     return err;
+}
+
+int ss_flush(ss_request *r)
+{
+    sending x;
+
+    if (!r)
+        return -EINVAL;
+    x = sending_begin(r);
+    return flush_buffer(r, &x);
 }
 
 /* Append to wbuf, growing it to at least need bytes. */
@@ -182,19 +200,22 @@ static int append(ss_request *r, const void *buf, size_t len)
 
 int ss_sendall(ss_request *r, const void *buf, size_t len)
 {
+    sending x;
     int err;
 
     if (!r || (!buf && len))
         return -EINVAL;
     if (r->datagram)
         return ss__io_sendto(r, buf, len);
-    if (r->wlen && (err = ss_flush(r)) < 0)
+    x = sending_begin(r);
+    if ((err = flush_buffer(r, &x)) < 0)
         return err;
-    return send_all(r, buf, len);
+    return send_all(r, buf, len, &x);
 }
 
 int ss_write(ss_request *r, const void *buf, size_t len)
 {
+    sending x;
     size_t size;
     int err;
 
@@ -205,18 +226,19 @@ int ss_write(ss_request *r, const void *buf, size_t len)
     if (r->datagram)
         return (err = append(r, buf, len)) < 0 ? err : (int)len;
     size = r->server->handler.wbufsize;
+    x = sending_begin(r);
     if (size == 0)
-        return (err = send_all(r, buf, len)) < 0 ? err : (int)len;
-    if (r->wlen + len > size && (err = ss_flush(r)) < 0)
+        return (err = send_all(r, buf, len, &x)) < 0 ? err : (int)len;
+    if (r->wlen + len > size && (err = flush_buffer(r, &x)) < 0)
         return err;
     if (len >= size)    /* too big to buffer: straight out */
-        return (err = send_all(r, buf, len)) < 0 ? err : (int)len;
+        return (err = send_all(r, buf, len, &x)) < 0 ? err : (int)len;
     if (!r->wbuf && !(r->wbuf = malloc(size)))
         return -ENOMEM;
     r->wcap = size;
     memcpy(r->wbuf + r->wlen, buf, len);
     r->wlen += len;
-    if (r->wlen == size && (err = ss_flush(r)) < 0)     /* full: out */
+    if (r->wlen == size && (err = flush_buffer(r, &x)) < 0) /* full: out */
         return err;
     return (int)len;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,6 +89,7 @@ int ss__server_set_model(ss_server *s, const ss__model *model, void *state)
 static int open_socket(ss_server *s)
 {
     int fd = ss__socket(s->address.storage.ss_family, s->type->socktype, true);
+    struct stat st;
 
     if (fd == -EAFNOSUPPORT && ss__address_is_any6(&s->address)) {
         int port = ss_address_port(&s->address);
@@ -107,7 +109,18 @@ static int open_socket(ss_server *s)
                          ss_address_format(&s->address, a, sizeof a));
     }
     atomic_store(&s->fd, fd);
+    s->sock_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
     return 0;
+}
+
+/* Whether the server's descriptor still names the socket it opened. */
+static bool still_own_socket(const ss_server *s)
+{
+    int fd = atomic_load(&s->fd);
+    struct stat st;
+
+    return fd >= 0 && s->sock_ino != 0 && fstat(fd, &st) == 0 &&
+           S_ISSOCK(st.st_mode) && st.st_ino == s->sock_ino;
 }
 
 static int check_arguments(const ss__type *type, const char *func,
@@ -259,12 +272,16 @@ int ss_server_active_handlers(const ss_server *s)
     return s && s->model && s->model->active ? s->model->active(s) : 0;
 }
 
+static void arm_drain(ss_server *s);
+
 void ss__close_and_wait(ss_server *s, void (*wait)(ss_server *s))
 {
     bool datagram = s->type->socktype == SOCK_DGRAM;
 
     if (!datagram)
         s->type->ops->server_close(s);  /* stop listening first, as Python */
+    else
+        arm_drain(s);   /* no connection to cut: bound the replies */
     if (datagram || !s->options.no_block_on_close)
         wait(s);
     if (datagram)
@@ -290,9 +307,13 @@ void ss_server_free(ss_server *s)
     if (s->model && s->model->destroy)
         s->model->destroy(s);
     /* A server_close override that did not chain to the base one left the
-     * socket (and a Unix socket file) behind: free releases them. */
-    if (atomic_load(&s->fd) >= 0 || s->unix_path)
+     * socket (and a Unix socket file) behind: free releases them, if the
+     * descriptor is still this server's socket (an override that closed it
+     * itself leaves a number that may name another file by now). */
+    if (still_own_socket(s))
         s->type->ops->server_close(s);
+    else
+        atomic_store(&s->fd, -1);
     ss__wakeup_close(&s->wake);
     free(s->scratch);
     free(s->unix_path);
@@ -319,8 +340,12 @@ int ss__dispatch(ss_server *s, ss_request *r)
         return 0;
     }
     /* A synchronous handler holds serve_forever up: a shutdown bounds its
-     * I/O (wait.c). Handler threads and children are close's to drain. */
-    r->inline_drain = !s->model;
+     * I/O (wait.c). So it does a datagram reply (close waits for those
+     * and cannot cut them: no connection to shut down) and any handler of
+     * a prefork worker (whose parent kills it close_timeout after asking
+     * it to stop). Other handler threads and children are close's to
+     * drain. */
+    r->inline_drain = !s->model || r->datagram || ss__prefork_is_worker(s);
     err = s->ops.process_request(s, r, &r->client);
     if (err == 0)
         return 0;   /* the request is ended, or owned by a thread/child */
@@ -439,11 +464,11 @@ double ss__drain_left(const ss_server *s)
     return end > now ? (double)(end - now) / 1e9 : 0;
 }
 
-void ss_server_request_shutdown(ss_server *s)
+/* Start the drain: I/O of the requests it applies to (wait.c) ends with
+ * -ESHUTDOWN close_timeout from now, unless a drain already runs.
+ * Async-signal-safe. */
+static void arm_drain(ss_server *s)
 {
-    if (!s)
-        return;
-    atomic_store_explicit(&s->shutdown_request, 1, memory_order_release);
     if (s->options.close_timeout > 0) {
         long long none = 0;
         long long end = (long long)ss__now_ns() +
@@ -451,6 +476,14 @@ void ss_server_request_shutdown(ss_server *s)
 
         atomic_compare_exchange_strong(&s->drain_deadline_ns, &none, end);
     }
+}
+
+void ss_server_request_shutdown(ss_server *s)
+{
+    if (!s)
+        return;
+    atomic_store_explicit(&s->shutdown_request, 1, memory_order_release);
+    arm_drain(s);
     ss__wakeup_signal(&s->wake);
 }
 

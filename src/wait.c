@@ -191,6 +191,9 @@ int ss__io_poll(int fd, short events, double deadline)
  * when its send buffer is full, wait for room with poll. */
 int ss__io_sendto(ss_request *r, const void *buf, size_t len)
 {
+    ss_address mapped;
+    const ss_address *to = ss__address_for_socket(
+        &r->client, r->server->address.storage.ss_family, &mapped);
     double start = 0, left;
     bool draining;
     ssize_t n;
@@ -198,7 +201,7 @@ int ss__io_sendto(ss_request *r, const void *buf, size_t len)
 
     for (;;) {
         n = sendto(r->fd, buf, len, MSG_NOSIGNAL,
-                   (const struct sockaddr *)&r->client.storage, r->client.len);
+                   (const struct sockaddr *)&to->storage, to->len);
         if (n >= 0)
             return 0;
         if (errno == EINTR)

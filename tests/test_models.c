@@ -1144,12 +1144,14 @@ static void test_shutdown_alone_does_not_cut_handler_threads(void **state)
 }
 
 /* A watchdog for a wait that must not be endless: after `ms`, unless
- * stopped first, it ends the client's side so a stuck handler returns. */
+ * stopped first, it unblocks the client's side (ends a stream; reads a
+ * datagram socket empty for a while) so a stuck handler returns. */
 typedef struct watchdog {
     pthread_t thread;
     int       stop[2];      /* a pipe: written to stop the watchdog */
     int       client_fd;
     int       ms;
+    bool      datagram;
     bool      fired;
 } watchdog;
 
@@ -1157,17 +1159,30 @@ static void *watchdog_main(void *arg)
 {
     watchdog *w = arg;
     struct pollfd p = {.fd = w->stop[0], .events = POLLIN};
+    char buf[2048];
+    double t0;
 
-    if (poll(&p, 1, w->ms) == 0) {
-        w->fired = true;
+    if (poll(&p, 1, w->ms) != 0)
+        return NULL;
+    w->fired = true;
+    if (!w->datagram) {
         shutdown(w->client_fd, SHUT_WR);
+        return NULL;
     }
+    for (t0 = now(); now() - t0 < 3.0 && poll(&p, 1, 0) == 0;)
+        if (recv(w->client_fd, buf, sizeof buf, MSG_DONTWAIT) < 0)
+            sleep_ms(1);
     return NULL;
 }
 
 static void watchdog_start(watchdog *w, int client_fd, int ms)
 {
+    int type = 0;
+    socklen_t len = sizeof type;
+
     assert_int_equal(pipe(w->stop), 0);
+    getsockopt(client_fd, SOL_SOCKET, SO_TYPE, &type, &len);
+    w->datagram = type == SOCK_DGRAM;
     w->client_fd = client_fd;
     w->ms = ms;
     w->fired = false;
@@ -1216,6 +1231,58 @@ static void test_free_does_not_wait_for_idle_clients(void **state)
     (void)state;
     check_free_cuts_idle_handlers(THREADING);
     check_free_cuts_idle_handlers(POOL);
+}
+
+static atomic_int flood_err;
+
+/* Reply to one datagram with up to 4,000 more, to a client that does not
+ * read: the replies soon block. */
+static int flood_replies(ss_request *r, const ss_address *c, ss_server *s)
+{
+    static const char block[1024];
+    int i, err = 0;
+
+    (void)c, (void)s;
+    for (i = 0; i < 4000 && err == 0; i++)
+        err = ss_sendall(r, block, sizeof block);
+    atomic_store(&flood_err, err);
+    return 0;
+}
+
+/* A threaded datagram handler whose reply blocks on a client that does
+ * not read: close waits for it (replies need the socket) but only
+ * close_timeout, then the reply fails with -ESHUTDOWN and close returns.
+ * No connection to shut down here, so the drain alone ends it. */
+static void test_close_bounds_a_blocked_datagram_reply(void **state)
+{
+    ss_handler h = {.handle = flood_replies};
+    ss_server_options o = {.close_timeout = 0.3};
+    ss_server *s = ss_threading_unix_datagram_server_new(temp_path("flood"),
+                                                         &h, &o);
+    char path[108];
+    watchdog w;
+    served sv;
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    atomic_store(&flood_err, 1);
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_dgram(ss_server_address(s), path, sizeof path);
+    assert_true(fd >= 0);
+    assert_int_equal(sendto(fd, "go", 2, 0,
+                            (const struct sockaddr *)&ss_server_address(s)->storage,
+                            ss_server_address(s)->len), 2);
+    assert_true(wait_for(has_handlers, s, WAIT_LIMIT));
+    sleep_ms(200);          /* the replies fill the client's queue */
+    stop_serving(&sv);
+    watchdog_start(&w, fd, 5000);
+    ss_server_close(s);
+    expect_true(!watchdog_stop(&w), "close waited for the blocked reply");
+    assert_int_equal(atomic_load(&flood_err), -ESHUTDOWN);
+    ss_server_free(s);
+    close(fd);
+    unlink(path);
 }
 
 /* With a handler state of `bytes` (at least a pointer's): small ones share
@@ -1567,6 +1634,7 @@ int main(void)
         TEST(test_forking_close_immediately),
         TEST(test_shutdown_alone_does_not_cut_handler_threads),
         TEST(test_free_does_not_wait_for_idle_clients),
+        TEST(test_close_bounds_a_blocked_datagram_reply),
         TEST(test_forking_child_view_of_its_server),
         TEST(test_forking_child_view_large_state),
         TEST(test_forking_datagrams_of_changing_sizes),
