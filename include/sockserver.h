@@ -300,9 +300,10 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
  * Prefork: ss_serve_forever starts `workers` child processes that each run
  *   the serving loop (with the server's process model) on the shared
  *   listening socket, restarts any that dies (with a back-off when it dies
- *   young, and a line on stderr), and on shutdown stops them all (SIGTERM,
- *   SIGKILL after close_timeout) before it returns. A worker that gets
- *   SIGTERM finishes its requests, closes and exits 0. */
+ *   young, and a line on stderr), and on shutdown stops them all before
+ *   it returns: SIGTERM, then SIGKILL a quarter second after close_timeout
+ *   (a worker's own drain ends its requests at close_timeout). A worker
+ *   that gets SIGTERM finishes its requests, closes and exits 0. */
 SS_EXTERN int ss_server_use_threading(ss_server *server);
 SS_EXTERN int ss_server_use_forking(ss_server *server);
 SS_EXTERN int ss_server_use_thread_pool(ss_server *server, unsigned workers,
@@ -366,8 +367,10 @@ SS_EXTERN int ss_handle_request(ss_server *server);
  * the server is not serving, it returns at once instead of blocking; from
  * inside the serving thread (a synchronous handler, a hook) it only asks and
  * returns. A request being handled synchronously is finished first: its
- * I/O gets close_timeout (when set), then returns -ESHUTDOWN. Handler
- * threads and children are left alone: close drains them. */
+ * I/O gets close_timeout (when set), then returns -ESHUTDOWN. So does a
+ * datagram reply blocked in a handler thread (nothing else can cut it
+ * short), and any handler of a prefork worker. Stream handler threads and
+ * children are left alone: close drains them. */
 SS_EXTERN void ss_server_shutdown(ss_server *server);
 
 /* Async-signal-safe, any thread: ask serve_forever to return; does not

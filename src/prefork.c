@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define SS_KILL_GRACE 0.25   /* seconds after close_timeout before SIGKILL */
+
 #define SS_YOUNG_DEATH    1.0   /* a worker dying sooner is failing */
 #define SS_RESTART_MIN    0.1   /* back-off after a young death, s */
 #define SS_RESTART_MAX    5.0
@@ -219,11 +221,13 @@ static void signal_workers(ss_server *s, int sig)
             kill(s->prefork->w[i].pid, sig);
 }
 
-/* SIGTERM, wait up to close_timeout (0: as long as they take), SIGKILL,
- * reap. */
+/* SIGTERM, wait up to close_timeout (0: as long as they take) and a
+ * little more, SIGKILL, reap. The little more is for a worker's own drain,
+ * which ends its requests close_timeout after the SIGTERM reached it. */
 static void stop_workers(ss_server *s)
 {
-    double t = s->options.close_timeout, deadline = ss__now() + t;
+    double t = s->options.close_timeout;
+    double deadline = ss__now() + t + SS_KILL_GRACE;
 
     signal_workers(s, SIGTERM);
     if (t > 0) {

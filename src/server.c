@@ -119,8 +119,8 @@ static bool still_own_socket(const ss_server *s)
     int fd = atomic_load(&s->fd);
     struct stat st;
 
-    return fd >= 0 && s->sock_ino != 0 && fstat(fd, &st) == 0 &&
-           S_ISSOCK(st.st_mode) && st.st_ino == s->sock_ino;
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+           (s->sock_ino == 0 || st.st_ino == s->sock_ino);
 }
 
 static int check_arguments(const ss__type *type, const char *func,
@@ -310,10 +310,10 @@ void ss_server_free(ss_server *s)
      * socket (and a Unix socket file) behind: free releases them, if the
      * descriptor is still this server's socket (an override that closed it
      * itself leaves a number that may name another file by now). */
-    if (still_own_socket(s))
-        s->type->ops->server_close(s);
-    else
-        atomic_store(&s->fd, -1);
+    if (!still_own_socket(s))
+        atomic_store(&s->fd, -1);   /* not ours to close any more */
+    if (atomic_load(&s->fd) >= 0 || s->unix_path)
+        s->type->ops->server_close(s);  /* the file: only if still ours */
     ss__wakeup_close(&s->wake);
     free(s->scratch);
     free(s->unix_path);

@@ -194,7 +194,7 @@ int ss__io_sendto(ss_request *r, const void *buf, size_t len)
     ss_address mapped;
     const ss_address *to = ss__address_for_socket(
         &r->client, r->server->address.storage.ss_family, &mapped);
-    double start = 0, left;
+    double start = 0, left, pause = 0;
     bool draining;
     ssize_t n;
     int err;
@@ -211,6 +211,17 @@ int ss__io_sendto(ss_request *r, const void *buf, size_t len)
         left = io_left(r, &start, &draining);
         if (left == 0)
             return draining ? drained(r) : -ETIMEDOUT;
+        /* An unconnected Unix datagram socket polls writable even while
+         * the receiver's queue is full: after a poll that said ready, wait
+         * a while (1 ms, doubling up to 50 ms) instead of spinning. */
+        if (pause > 0) {
+            double nap = left >= 0 && left < pause ? left : pause;
+
+            poll(NULL, 0, (int)(nap * 1000) + 1);
+            pause = pause * 2 > 0.05 ? 0.05 : pause * 2;
+            continue;
+        }
+        pause = 0.001;
         err = ss__io_poll(r->fd, POLLOUT, left < 0 ? -1 : ss__now() + left);
         if (err == -ETIMEDOUT && draining)
             return drained(r);

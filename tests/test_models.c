@@ -1252,8 +1252,10 @@ static int flood_replies(ss_request *r, const ss_address *c, ss_server *s)
 /* A threaded datagram handler whose reply blocks on a client that does
  * not read: close waits for it (replies need the socket) but only
  * close_timeout, then the reply fails with -ESHUTDOWN and close returns.
- * No connection to shut down here, so the drain alone ends it. */
-static void test_close_bounds_a_blocked_datagram_reply(void **state)
+ * No connection to shut down here, so the drain alone ends it: the one a
+ * shutdown starts (serve_forever), or the one close starts itself
+ * (ss_handle_request, no shutdown at all). */
+static void check_close_bounds_a_blocked_datagram_reply(bool serve)
 {
     ss_handler h = {.handle = flood_replies};
     ss_server_options o = {.close_timeout = 0.3};
@@ -1264,25 +1266,36 @@ static void test_close_bounds_a_blocked_datagram_reply(void **state)
     served sv;
     int fd;
 
-    (void)state;
     assert_non_null(s);
     atomic_store(&flood_err, 1);
-    serve_in_thread(&sv, s, 0.05);
+    if (serve)
+        serve_in_thread(&sv, s, 0.05);
     fd = client_dgram(ss_server_address(s), path, sizeof path);
     assert_true(fd >= 0);
     assert_int_equal(sendto(fd, "go", 2, 0,
                             (const struct sockaddr *)&ss_server_address(s)->storage,
                             ss_server_address(s)->len), 2);
+    if (!serve)
+        assert_int_equal(ss_handle_request(s), 0);
     assert_true(wait_for(has_handlers, s, WAIT_LIMIT));
     sleep_ms(200);          /* the replies fill the client's queue */
-    stop_serving(&sv);
+    if (serve)
+        stop_serving(&sv);
     watchdog_start(&w, fd, 5000);
     ss_server_close(s);
-    expect_true(!watchdog_stop(&w), "close waited for the blocked reply");
+    expect_true(!watchdog_stop(&w), "close waited for the blocked reply "
+                "(%s)", serve ? "after serve_forever" : "no shutdown");
     assert_int_equal(atomic_load(&flood_err), -ESHUTDOWN);
     ss_server_free(s);
     close(fd);
     unlink(path);
+}
+
+static void test_close_bounds_a_blocked_datagram_reply(void **state)
+{
+    (void)state;
+    check_close_bounds_a_blocked_datagram_reply(true);
+    check_close_bounds_a_blocked_datagram_reply(false);
 }
 
 /* With a handler state of `bytes` (at least a pointer's): small ones share
