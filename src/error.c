@@ -4,7 +4,6 @@
 #include "internal.h"
 
 #include <signal.h>
-
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -71,26 +70,23 @@ static void write_stderr(const char *line, size_t len)
     static const struct timespec now = {0, 0};
     sigset_t pipe, old, pending;
     int saved = errno;      /* callers report their own errno after this */
-    bool was_pending;
+    bool blocked, was_pending = false;
     ssize_t n;
 
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
-    if (pthread_sigmask(SIG_BLOCK, &pipe, &old) != 0) {
-        while (write(STDERR_FILENO, line, len) < 0 && errno == EINTR)
-            ;   /* could not shield it: best effort */
-        errno = saved;
-        return;
-    }
-    sigpending(&pending);
-    was_pending = sigismember(&pending, SIGPIPE);
+    blocked = pthread_sigmask(SIG_BLOCK, &pipe, &old) == 0;
+    if (blocked && sigpending(&pending) == 0)
+        was_pending = sigismember(&pending, SIGPIPE);
     do
         n = write(STDERR_FILENO, line, len);
     while (n < 0 && errno == EINTR);
-    if (n < 0 && errno == EPIPE && !was_pending)
-        while (sigtimedwait(&pipe, NULL, &now) < 0 && errno == EINTR)
-            ;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (blocked) {
+        if (n < 0 && errno == EPIPE && !was_pending)
+            while (sigtimedwait(&pipe, NULL, &now) < 0 && errno == EINTR)
+                ;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     errno = saved;
 }
 

@@ -166,9 +166,8 @@ struct ss_request {
                                        datagrams; -1 once closed */
     bool            datagram;
     bool            owns_fd;        /* stream: close_request closes fd */
-    bool            inline_drain;   /* handled by the serving thread itself
-                                       (no process model): a shutdown's
-                                       drain (close_timeout) applies */
+    bool            inline_drain;   /* a shutdown's drain (close_timeout)
+                                       bounds its I/O: see ss__dispatch */
     atomic_int      refs;           /* the pipeline's, plus broadcasts' */
     pthread_mutex_t wlock;          /* serialises sends with broadcasts and
                                        protects fd against closing */

@@ -17,11 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SS_KILL_GRACE 0.25   /* seconds after close_timeout before SIGKILL */
-
 #define SS_YOUNG_DEATH    1.0   /* a worker dying sooner is failing */
 #define SS_RESTART_MIN    0.1   /* back-off after a young death, s */
 #define SS_RESTART_MAX    5.0
+#define SS_KILL_GRACE     0.25  /* after close_timeout, before SIGKILL, s */
 #define SS_NO_PIDFD_POLL  0.05
 
 typedef struct worker {

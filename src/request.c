@@ -121,23 +121,20 @@ int ss__request_begin(ss_request *r)
 /* One call's sending (ss_sendall, ss_write, ss_flush): one handler
  * timeout in all, as for Python's sendall, however many partial sends and
  * buffers it takes. A client that reads slowly cannot hold the handler
- * longer by taking a few bytes at a time. */
+ * longer by taking a few bytes at a time. Zero-initialised per call. */
 typedef struct sending {
-    double start;   /* when the call began; 0 = no handler timeout */
+    double start;   /* when the call first sent; 0 = not yet */
     bool   more;    /* something was sent already: only the rest is left */
 } sending;
 
-static sending sending_begin(const ss_request *r)
-{
-    return (sending){.start = r->timeout > 0 ? ss__now() : 0, .more = false};
-}
-
-/* Send every byte of buf on a stream request. */
+/* Send every byte of buf on a stream request, as part of the call x. */
 static int send_all(ss_request *r, const char *buf, size_t len, sending *x)
 {
     ssize_t n;
     int err = 0;
 
+    if (x->start == 0 && r->timeout > 0)
+        x->start = ss__now();       /* only a call that sends reads it */
     pthread_mutex_lock(&r->wlock);
     if (r->fd < 0)
         err = -EBADF;
@@ -171,11 +168,10 @@ static int flush_buffer(ss_request *r, sending *x)
 
 int ss_flush(ss_request *r)
 {
-    sending x;
+    sending x = {0};
 
     if (!r)
         return -EINVAL;
-    x = sending_begin(r);
     return flush_buffer(r, &x);
 }
 
@@ -200,14 +196,13 @@ static int append(ss_request *r, const void *buf, size_t len)
 
 int ss_sendall(ss_request *r, const void *buf, size_t len)
 {
-    sending x;
+    sending x = {0};
     int err;
 
     if (!r || (!buf && len))
         return -EINVAL;
     if (r->datagram)
         return ss__io_sendto(r, buf, len);
-    x = sending_begin(r);
     if ((err = flush_buffer(r, &x)) < 0)
         return err;
     return send_all(r, buf, len, &x);
@@ -215,7 +210,7 @@ int ss_sendall(ss_request *r, const void *buf, size_t len)
 
 int ss_write(ss_request *r, const void *buf, size_t len)
 {
-    sending x;
+    sending x = {0};
     size_t size;
     int err;
 
@@ -226,7 +221,6 @@ int ss_write(ss_request *r, const void *buf, size_t len)
     if (r->datagram)
         return (err = append(r, buf, len)) < 0 ? err : (int)len;
     size = r->server->handler.wbufsize;
-    x = sending_begin(r);
     if (size == 0)
         return (err = send_all(r, buf, len, &x)) < 0 ? err : (int)len;
     if (r->wlen + len > size && (err = flush_buffer(r, &x)) < 0)

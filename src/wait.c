@@ -33,9 +33,9 @@ int ss__io_set_timeout(int fd, double seconds)
     return 0;
 }
 
-/* Seconds left of the drain a shutdown started (< 0: none). It bounds
- * only a request the serving thread handles itself, which keeps
- * serve_forever from returning; close drains handler threads. */
+/* Seconds left of the drain a shutdown (or a datagram server's close)
+ * started, < 0: none. It bounds only the requests ss__dispatch marked:
+ * close drains the others by shutting their connections down. */
 static double drain_left(const ss_request *r)
 {
     return r->inline_drain ? ss__drain_left(r->server) : -1;
