@@ -33,6 +33,7 @@
 #define SOCKSERVER_H
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -310,6 +311,85 @@ SS_EXTERN int ss_server_use_thread_pool(ss_server *server, unsigned workers,
                                         unsigned queue_limit);
 SS_EXTERN int ss_server_use_prefork(ss_server *server, unsigned workers);
 
+/* ---- async mode --------------------------------------------------------- */
+
+typedef struct ss_async_options {     /* zero-initialised = defaults */
+    unsigned loops;                   /* event-loop threads; 0 = 1 */
+    size_t   stack_size;              /* stack per request coroutine, rounded
+                                         up to pages; 0 = 64 KiB; at least
+                                         16 KiB; a guard page lies below */
+    unsigned blocking_threads;        /* threads for ss_run_blocking;
+                                         0 = 4 */
+    double   slow_handler_warning;    /* log one line when a handler runs
+                                         this many seconds without waiting
+                                         (it stalls its loop); 0 = off */
+} ss_async_options;
+
+/* Serve every request as a coroutine on an event loop (epoll on Linux,
+ * poll elsewhere): the same handle() code, one thread for thousands of
+ * connections. Request I/O (ss_recv, ss_read, ss_readline, ss_sendall,
+ * ss_write, ss_printf, ss_flush, ss_wait_readable, ss_wait_fd, ss_sleep)
+ * switches to another request instead of blocking the thread; everything
+ * else a handler calls runs on the loop's thread, so a handler must not
+ * block in other ways: no sleep(), no blocking read() of a file or pipe,
+ * no lock held long by another thread, no long computation (see
+ * slow_handler_warning). Run such work with ss_run_blocking. Request
+ * sockets are non-blocking in this mode; wait on them with ss_wait_fd.
+ *
+ * Stream and datagram servers alike; composes with prefork (each worker
+ * process runs its own loops), not with another process model. The
+ * pipeline and its hooks are unchanged: get_request and verify_request run
+ * on the loop (they must not block), process_request starts the
+ * request's coroutine, which runs finish_request (setup, handle, finish)
+ * and shutdown_request. A handler returning SS_ABORT ends its request, as
+ * in a threading handler. A datagram server receives in batches (recvmmsg
+ * where available), one coroutine per datagram.
+ *
+ * Loops: ss_serve_forever drives the first loop in the calling thread and
+ * starts loops - 1 threads for the others; every loop polls the listening
+ * socket (a connection wakes one of them) and keeps the requests it
+ * accepted. A shutdown stops them all from accepting; serve_forever
+ * returns at once. Requests still running are served by their loops'
+ * threads, and the first loop's by whichever thread calls ss_server_close
+ * (or ss_server_free), which drains them as close does for handler
+ * threads: close_timeout, then their connections are shut down and
+ * every wait of theirs returns -ESHUTDOWN (a call in ss_run_blocking is
+ * waited for: it cannot be interrupted). With no_block_on_close, close
+ * returns at once and ss_server_free drains them.
+ *
+ * Each coroutine has stack_size bytes of stack (pages are used as they are
+ * touched) above a guard page; a handler that overflows it kills the
+ * process with SIGSEGV after one line on stderr naming the request and
+ * stack_size (a frame larger than a page may jump the guard: compile
+ * handlers with -fstack-clash-protection). For this the library installs
+ * a SIGSEGV and SIGBUS handler (faults that are not a coroutine's go to the
+ * handler installed before it) and gives each loop thread an alternate
+ * signal stack unless it has one.
+ *
+ * Returns 0, or -EINVAL (NULL server, bad options), -EBUSY (already served,
+ * or a process model is set), -ENOTSUP (forking), -ENOMEM. From the thread
+ * that owns the server, before it serves. options NULL = defaults. */
+SS_EXTERN int ss_server_use_async(ss_server *server,
+                                  const ss_async_options *options);
+
+/* Driving a server from another event loop (GLib, libuv, your own epoll),
+ * any model. A descriptor that polls readable whenever the server has work,
+ * deadlines included (async: the loop's epoll descriptor, with a timerfd
+ * for its deadlines; other models: the server socket). Call
+ * ss_server_run_once when it is readable. -EINVAL with loops > 1,
+ * -ENOTSUP with the poll backend, -EBADF after close. */
+SS_EXTERN int ss_server_loop_fd(const ss_server *server);
+
+/* Wait at most `timeout` seconds (0: not at all, < 0: no limit) for work,
+ * then do all that is ready (accept and start requests, resume handlers
+ * whose I/O is ready, fire deadlines) and return the count of things done
+ * (>= 0), SS_ABORT or -errno: -EINVAL with loops > 1 or a prefork server,
+ * -EBADF when closed. Other models: at most one request, as
+ * ss_handle_request with this timeout (1 when one was handled, 0 when none
+ * came; handle_timeout is not called). From the thread that owns the
+ * server. */
+SS_EXTERN int ss_server_run_once(ss_server *server, double timeout);
+
 /* Send buf to every other live stream request of this process (all of them
  * when except is NULL): the connections accepted and not yet closed. Safe
  * from any thread, including a handler (not from a signal handler). Each
@@ -516,6 +596,30 @@ SS_EXTERN int ss_vprintf(ss_request *r, const char *fmt, va_list ap)
  * error is ignored as in Python. Datagram requests: nothing (the reply goes
  * after finish). */
 SS_EXTERN int ss_flush(ss_request *r);
+
+/* Wait until fd is ready for `events` (POLLIN, POLLOUT or both), at most
+ * `timeout` seconds (< 0: no limit). Returns 1 when ready (or in error or
+ * hung up: the next call on it says which), 0 when the timeout passed, or
+ * -errno: -ESHUTDOWN once a shutdown's drain ends (see close_timeout),
+ * -EINVAL for a bad descriptor or events. Any model: async mode yields the
+ * coroutine meanwhile, the others block the handler's thread (and still
+ * return -ESHUTDOWN when close cuts the request short). fd may be the
+ * request's own connection or any descriptor the handler uses (a backend
+ * connection, a pipe). */
+SS_EXTERN int ss_wait_fd(ss_request *r, int fd, short events, double timeout);
+
+/* Sleep `seconds`: 0, or -ESHUTDOWN when a shutdown's drain (or close
+ * cutting the request short) ended it early; -EINVAL for a negative time.
+ * Async mode: the coroutine sleeps, not the thread. */
+SS_EXTERN int ss_sleep(ss_request *r, double seconds);
+
+/* Run fn(arg) where blocking is harmless and return its result: async
+ * mode runs it on one of blocking_threads threads while the coroutine
+ * waits and the loop serves other requests; the other models call it
+ * directly. fn must not call the library's request functions. It cannot
+ * be interrupted: a drain waits for it. Returns fn's result, or -ENOMEM,
+ * -EAGAIN (no blocking thread could be started). */
+SS_EXTERN int ss_run_blocking(ss_request *r, int (*fn)(void *arg), void *arg);
 
 /* Datagram servers: the received packet, valid during the request; NULL
  * (and *len 0) for a stream request. ss_read/ss_readline/ss_recv read from

@@ -14,6 +14,38 @@ int ss__udp_server_activate(ss_server *s)
     return 0;
 }
 
+int ss__udp_request(ss_server *s, const void *packet, size_t len,
+                    ss_address *peer, bool truncated, ss_request **out)
+{
+    ss_request *r;
+
+    /* A Unix client that did not bind has no name: the kernel writes
+     * nothing, not even the family. Make it an unnamed peer of the
+     * server's family rather than stack garbage. */
+    if (peer->len < sizeof(sa_family_t)) {
+        memset(&peer->storage, 0, sizeof peer->storage);
+        peer->storage.ss_family = s->address.storage.ss_family;
+    }
+    /* A dual-stack server's IPv4 client, as an IPv4 address; the reply
+     * to it goes out through the IPv6 socket all the same. */
+    ss__address_unmap(peer);
+    /* One extra byte so even an empty packet has a non-NULL buffer. */
+    if (!(r = ss__request_new(s, atomic_load(&s->fd), len + 1)))
+        return -ENOMEM;
+    memcpy(r->rbuf, packet, len);
+    r->rcap = r->rend = len;
+    r->datagram = true;
+    r->client = *peer;
+    /* Python silently handles the first max_packet_size bytes as if they
+     * were the whole datagram; report it instead. */
+    if (truncated) {
+        r->pending_error = -EMSGSIZE;
+        r->what = "recvfrom: datagram longer than max_packet_size";
+    }
+    *out = r;
+    return 0;
+}
+
 int ss__udp_get_request(ss_server *s, ss_request **out)
 {
     int fd = atomic_load(&s->fd);
@@ -23,9 +55,7 @@ int ss__udp_get_request(ss_server *s, ss_request **out)
         .msg_name = &peer.storage, .msg_namelen = sizeof peer.storage,
         .msg_iov = &iov, .msg_iovlen = 1,
     };
-    ss_request *r;
     ssize_t n;
-    size_t len;
 
     do
         n = recvmsg(fd, &msg, 0);
@@ -33,32 +63,8 @@ int ss__udp_get_request(ss_server *s, ss_request **out)
     if (n < 0)
         return -errno;
     peer.len = msg.msg_namelen;
-    /* A Unix client that did not bind has no name: the kernel writes
-     * nothing, not even the family. Make it an unnamed peer of the
-     * server's family rather than stack garbage. */
-    if (peer.len < sizeof(sa_family_t)) {
-        memset(&peer.storage, 0, sizeof peer.storage);
-        peer.storage.ss_family = s->address.storage.ss_family;
-    }
-    /* A dual-stack server's IPv4 client, as an IPv4 address; the reply
-     * to it goes out through the IPv6 socket all the same. */
-    ss__address_unmap(&peer);
-    len = (size_t)n;
-    /* One extra byte so even an empty packet has a non-NULL buffer. */
-    if (!(r = ss__request_new(s, fd, len + 1)))
-        return -ENOMEM;
-    memcpy(r->rbuf, s->scratch, len);
-    r->rcap = r->rend = len;
-    r->datagram = true;
-    r->client = peer;
-    /* Python silently handles the first max_packet_size bytes as if they
-     * were the whole datagram; report it instead. */
-    if (msg.msg_flags & MSG_TRUNC) {
-        r->pending_error = -EMSGSIZE;
-        r->what = "recvfrom: datagram longer than max_packet_size";
-    }
-    *out = r;
-    return 0;
+    return ss__udp_request(s, s->scratch, (size_t)n, &peer,
+                           (msg.msg_flags & MSG_TRUNC) != 0, out);
 }
 
 void ss__udp_shutdown_request(ss_server *s, ss_request *r)

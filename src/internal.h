@@ -6,13 +6,17 @@
  * Layering, bottom to top (a file includes nothing above it):
  *   error.c, wakeup.c, sock.c, proc.c,    errors, wake-up fd, platform calls
  *   sched.c
+ *   coro.c, switch_*.S, stack.c, timer.c  the async runtime: coroutines,
+ *   poller_*.c, loop.c                    stacks, deadlines, event loop
+ *                                         (runtime.h)
  *   address.c, registry.c, wait.c         addresses, live requests, the one
  *                                         place request I/O waits
  *   request.c                             rfile / wfile / recv / send
  *   server.c                              the pipeline and serving loop
  *   stream.c, datagram.c, unix.c          the server types
  *   threading.c, forking.c, pool.c,       the concurrency models
- *   prefork.c, signals.c, servers.c       and the public constructors
+ *   async.c, blocking.c, prefork.c,       and the public constructors
+ *   signals.c, servers.c
  */
 #ifndef SS_INTERNAL_H
 #define SS_INTERNAL_H
@@ -71,8 +75,9 @@ static inline size_t ss__round_up(size_t n, size_t to)
 
 /* socket(2), close-on-exec, with SOCK_NONBLOCK when nonblock. -errno. */
 int ss__socket(int family, int type, bool nonblock);
-/* accept(2) a blocking, close-on-exec connection from a listener. -errno. */
-int ss__accept(int listen_fd, ss_address *peer);
+/* accept(2) a close-on-exec connection from a listener, non-blocking when
+ * nonblock. -errno. */
+int ss__accept(int listen_fd, ss_address *peer, bool nonblock);
 /* close(2) that keeps errno. */
 void ss__close(int fd);
 
@@ -150,6 +155,22 @@ typedef struct ss__model {
     bool  (*request_release)(ss_server *s, void *mem);
     bool same_process;              /* handlers run in this process, so
                                        ss_server_broadcast can reach them */
+    bool nonblocking;               /* connections are accepted
+                                       non-blocking (async) */
+    /* A request was allocated (in the thread that accepted it). NULL =
+     * nothing to do. */
+    void (*request_init)(ss_server *s, ss_request *r);
+    /* Models that own the serving loop (async): ss_serve_forever,
+     * ss_server_run_once, ss_server_loop_fd, ss_server_broadcast. NULL =
+     * the library's own (server.c). */
+    int  (*serve)(ss_server *s, double poll_interval);
+    int  (*run_once)(ss_server *s, double timeout);
+    int  (*loop_fd)(const ss_server *s);
+    int  (*broadcast)(ss_server *s, const void *buf, size_t len,
+                      const ss_request *except);
+    /* In a prefork worker, just forked: drop what belongs to the parent
+     * process (threads do not survive fork). NULL = nothing. */
+    void (*forked)(ss_server *s);
 } ss__model;
 
 /* Thread attributes with the given stack size (threading and pool). */
@@ -159,6 +180,9 @@ int ss__thread_attr_init(pthread_attr_t *attr, size_t stack_size);
 int ss__server_set_model(ss_server *s, const ss__model *model, void *state);
 
 /* ---- the request ------------------------------------------------------- */
+
+struct ss__loop;
+struct ss__task;
 
 struct ss_request {
     ss_server      *server;
@@ -170,7 +194,20 @@ struct ss_request {
                                        bounds its I/O: see ss__dispatch */
     atomic_int      refs;           /* the pipeline's, plus broadcasts' */
     pthread_mutex_t wlock;          /* serialises sends with broadcasts and
-                                       protects fd against closing */
+                                       protects fd against closing; only
+                                       for stream requests of thread
+                                       models (has_wlock) */
+    bool            has_wlock;
+    bool            spare;          /* a datagram request kept for reuse
+                                       (request.c) */
+
+    /* async mode: the loop that owns the request (its I/O yields instead
+     * of blocking; fd is non-blocking), the task running its handler */
+    struct ss__loop *loop;
+    struct ss__task *task;
+    bool            watched;        /* fd registered with the poller */
+    bool            wbusy;          /* a send is part-way: others wait */
+    struct ss__lockwait *wwaiters;  /* tasks waiting for wbusy to clear */
     ss_address      client;
 
     /* registry of live requests (registry.c), under server->reg_lock */
@@ -209,6 +246,8 @@ struct ss_request {
 /* Allocate a request with `extra` bytes after the state (for a packet).
  * NULL on ENOMEM. refs = 1. */
 ss_request *ss__request_new(ss_server *s, int fd, size_t extra);
+/* Release the datagram requests kept for reuse (ss_server_free). */
+void ss__request_spares_free(ss_server *s);
 /* Bytes a request with `extra` bytes after its state takes. */
 size_t ss__request_size(const ss_server *s, size_t extra);
 void ss__request_ref(ss_request *r);
@@ -223,25 +262,35 @@ int  ss__request_end_io(ss_request *r);
 
 /* ---- the one wait point (wait.c) ---------------------------------------- */
 
-/* Receive into buf (flags for recv(2)), waiting as the handler timeout and
- * a drain allow: >0, 0 at EOF, or -errno (-ETIMEDOUT, -ESHUTDOWN). */
+/* One call's sending (ss_sendall, ss_write, ss_flush): one handler timeout
+ * in all, as for Python's sendall, however many partial sends and buffers
+ * it takes. Zero-initialised per call. */
+typedef struct ss__sending {
+    double start;   /* when the call first sent (ss__now); 0 = not yet */
+    bool   more;    /* something was sent already: only the rest is left */
+} ss__sending;
+
+/* Receive into buf, waiting as the handler timeout and a drain allow: >0,
+ * 0 at EOF, or -errno (-ETIMEDOUT, -ESHUTDOWN). */
 ssize_t ss__io_recv(ss_request *r, void *buf, size_t len);
 /* Wait until the connection is readable, `timeout` seconds at most (< 0:
  * no limit) or until a drain ends: 1, 0 on timeout, or -errno. */
 int     ss__io_wait_readable(ss_request *r, double timeout);
-/* Send some of buf on a stream: bytes sent (>0) or -errno. The handler
- * timeout counts from *start (ss__now() when the whole send began; 0 =
- * read the clock when needed); `more` when earlier calls sent part of the
- * same buffer, so that the time left, not the whole timeout, applies. */
-ssize_t ss__io_send(ss_request *r, const void *buf, size_t len,
-                    double *start, bool more);
+/* Send every byte of buf on a stream request, as part of the call x: 0 or
+ * -errno. Sends to one connection never interleave (broadcasts). */
+int     ss__io_sendall(ss_request *r, const void *buf, size_t len,
+                       ss__sending *x);
 /* Send buf as one datagram to the request's client: 0 or -errno. */
 int     ss__io_sendto(ss_request *r, const void *buf, size_t len);
+/* ss_server_broadcast's send to one receiver: all of buf before
+ * `deadline` (ss__now), or its connection is shut down. 0 or -errno. */
+int     ss__io_broadcast_one(ss_request *r, const void *buf, size_t len,
+                             double deadline);
 /* Set SO_RCVTIMEO and SO_SNDTIMEO (seconds <= 0: none); 0 or -errno with
  * errno set. */
 int     ss__io_set_timeout(int fd, double seconds);
 /* Wait until fd is ready for `events` or the monotonic `deadline` (<0 = no
- * deadline) passes: 0 ready, -ETIMEDOUT, or -errno. */
+ * deadline) passes: 0 ready, -ETIMEDOUT, or -errno. Blocks the thread. */
 int     ss__io_poll(int fd, short events, double deadline);
 
 /* ---- registry of live requests (registry.c) ----------------------------- */
@@ -311,6 +360,9 @@ struct ss_server {
     int                  reg_count;
 
     char                *scratch;       /* datagram receive buffer */
+#define SS__SPARES 4
+    _Atomic(ss_request *) spares[SS__SPARES];   /* finished datagram
+                                                   requests, for reuse */
 };
 
 /* The pipeline (server.c). */
@@ -354,8 +406,23 @@ void ss__close_and_wait(ss_server *s, void (*wait)(ss_server *s));
  * ss_server_shutdown callers. */
 int  ss__begin_serving(ss_server *s);
 void ss__end_serving(ss_server *s);
+/* What a failed get_request means for a serving loop: try again at the
+ * next readiness, pause accepting for a while (out of descriptors or
+ * memory), stop serving, or log it and go on. */
+typedef enum ss__get_error {
+    SS__GET_RETRY, SS__GET_PAUSE, SS__GET_FATAL, SS__GET_LOG
+} ss__get_error;
+ss__get_error ss__get_request_error(int err);
 /* The serving loop proper (prefork workers run it too). */
 int  ss__serve_loop(ss_server *s, double poll_interval);
+/* The loop of the server's model: its own (async) or ss__serve_loop. */
+int  ss__model_serve(ss_server *s, double poll_interval);
+/* When a broadcast gives up on a receiver: the handler timeout from now,
+ * 1 s when there is none. */
+static inline double ss__broadcast_deadline(const ss_server *s)
+{
+    return ss__now() + (s->handler.timeout > 0 ? s->handler.timeout : 1.0);
+}
 /* Shared base hooks. */
 int  ss__base_process_request(ss_server *s, ss_request *r,
                               const ss_address *client);
@@ -382,6 +449,10 @@ void ss__tcp_server_close(ss_server *s);
 /* Datagram type hooks the Unix datagram server reuses (datagram.c). */
 int  ss__udp_server_activate(ss_server *s);
 int  ss__udp_get_request(ss_server *s, ss_request **out);
+/* The request for a received datagram (peer as recvmsg filled it in):
+ * 0 or -ENOMEM. */
+int  ss__udp_request(ss_server *s, const void *packet, size_t len,
+                     ss_address *peer, bool truncated, ss_request **out);
 void ss__udp_shutdown_request(ss_server *s, ss_request *r);
 void ss__udp_close_request(ss_server *s, ss_request *r);
 /* Close the server socket (no unlink). */

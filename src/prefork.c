@@ -64,6 +64,8 @@ static int become_worker(ss_server *s)
     pthread_mutex_init(&s->reg_lock, NULL);
     s->serving = false;
     atomic_store(&s->shutdown_request, 0);
+    if (s->model && s->model->forked)
+        s->model->forked(s);
     return ss__signals_in_worker(s);
 }
 
@@ -72,7 +74,7 @@ static void worker_main(ss_server *s, double poll_interval)
     int err = become_worker(s);
 
     if (err == 0)
-        err = ss__serve_loop(s, poll_interval);
+        err = ss__model_serve(s, poll_interval);
     else
         ss__log("libsockserver: prefork worker %d: %s", (int)getpid(),
                 ss_strerror(err));

@@ -3,7 +3,7 @@
  * or unbuffered writes), and the datagram packet and reply. Every wait goes
  * through wait.c.
  */
-#include "internal.h"
+#include "runtime.h"
 
 #include <limits.h>
 #include <netinet/in.h>
@@ -42,18 +42,87 @@ size_t ss__request_size(const ss_server *s, size_t extra)
     return sizeof(ss_request) + state_bytes(s) + extra;
 }
 
-ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
+/* Datagram requests of models without memory of their own: a few
+ * finished ones are kept for the next (all of one size, room for
+ * max_packet_size), with their reply buffer. A burst of datagrams then
+ * allocates nothing. Lock-free: any thread may take or give one. */
+static ss_request *spare_take(ss_server *s)
 {
-    size_t state = state_bytes(s);
-    ss_request *r = request_memory(s, ss__request_size(s, extra));
+    int i;
+
+    for (i = 0; i < SS__SPARES; i++)
+        if (atomic_load_explicit(&s->spares[i], memory_order_relaxed)) {
+            ss_request *r = atomic_exchange(&s->spares[i], NULL);
+
+            if (r)
+                return r;
+        }
+    return NULL;
+}
+
+static bool spare_put(ss_server *s, ss_request *r)
+{
+    int i;
+
+    for (i = 0; i < SS__SPARES; i++) {
+        ss_request *none = NULL;
+
+        if (atomic_compare_exchange_strong(&s->spares[i], &none, r))
+            return true;
+    }
+    return false;
+}
+
+void ss__request_spares_free(ss_server *s)
+{
+    ss_request *r;
+
+    while ((r = spare_take(s))) {
+        free(r->wbuf);
+        free(r);
+    }
+}
+
+/* A spare, with its header and state zeroed (the packet room is not). */
+static ss_request *reuse_spare(ss_server *s, size_t state)
+{
+    ss_request *r = spare_take(s);
+    char *wbuf;
+    size_t wcap;
 
     if (!r)
         return NULL;
+    wbuf = r->wbuf;
+    wcap = r->wcap;
+    memset(r, 0, sizeof *r + state);
+    r->wbuf = wbuf;
+    r->wcap = wcap;
+    return r;
+}
+
+ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
+{
+    size_t state = state_bytes(s);
+    bool spare = extra && !(s->model && s->model->request_alloc);
+    ss_request *r = NULL;
+
+    if (spare) {
+        extra = s->max_packet_size + 1;
+        r = reuse_spare(s, state);
+    }
+    if (!r && !(r = request_memory(s, ss__request_size(s, extra))))
+        return NULL;
     r->server = s;
     r->fd = fd;
+    r->spare = spare;
     atomic_init(&r->refs, 1);
     atomic_init(&r->forced, false);
-    pthread_mutex_init(&r->wlock, NULL);
+    /* Only a stream request of a thread model can be sent to by a
+     * broadcast from another thread while its handler sends. */
+    r->has_wlock = !extra && (!s->model || (s->model->same_process &&
+                                            !s->model->nonblocking));
+    if (r->has_wlock)
+        pthread_mutex_init(&r->wlock, NULL);
     r->timeout = s->handler.timeout;
     r->what = "handle";
     r->state = state ? (void *)r->data : NULL;
@@ -61,6 +130,8 @@ ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
         r->rbuf = (char *)r->data + state;
         r->rcap = extra;
     }
+    if (s->model && s->model->request_init)
+        s->model->request_init(s, r);
     return r;
 }
 
@@ -77,8 +148,11 @@ void ss__request_unref(ss_request *r)
     ss__request_close_fd(r);
     if (r->rbuf_owned)
         free(r->rbuf);
+    if (r->has_wlock)
+        pthread_mutex_destroy(&r->wlock);
+    if (r->spare && spare_put(r->server, r))
+        return;
     free(r->wbuf);
-    pthread_mutex_destroy(&r->wlock);
     request_memory_release(r->server, r);
 }
 
@@ -89,12 +163,19 @@ void ss__request_close_fd(ss_request *r)
     if (!r->owns_fd)
         return;
     ss__registry_remove(r->server, r);
-    pthread_mutex_lock(&r->wlock);
+    if (r->has_wlock)
+        pthread_mutex_lock(&r->wlock);
     fd = r->fd;
     r->fd = -1;
-    pthread_mutex_unlock(&r->wlock);
-    if (fd >= 0)
-        ss__close(fd);
+    if (r->has_wlock)
+        pthread_mutex_unlock(&r->wlock);
+    if (fd < 0)
+        return;
+    /* Async: the loop forgets the descriptor, so that its number, reused,
+     * is not taken for this connection. */
+    if (r->loop && ss__loop_running() == r->loop)
+        ss__loop_forget_fd(r->loop, fd);
+    ss__close(fd);
 }
 
 int ss__request_begin(ss_request *r)
@@ -103,7 +184,9 @@ int ss__request_begin(ss_request *r)
 
     if (r->datagram)
         return 0;
-    if (r->timeout > 0 && (err = ss__io_set_timeout(r->fd, r->timeout)) < 0) {
+    /* Async requests wait in the loop, not in the kernel. */
+    if (r->timeout > 0 && !r->loop &&
+        (err = ss__io_set_timeout(r->fd, r->timeout)) < 0) {
         r->what = "setsockopt SO_RCVTIMEO";
         return err;
     }
@@ -118,48 +201,14 @@ int ss__request_begin(ss_request *r)
 
 /* ---- wfile ------------------------------------------------------------ */
 
-/* One call's sending (ss_sendall, ss_write, ss_flush): one handler
- * timeout in all, as for Python's sendall, however many partial sends and
- * buffers it takes. A client that reads slowly cannot hold the handler
- * longer by taking a few bytes at a time. Zero-initialised per call. */
-typedef struct sending {
-    double start;   /* when the call first sent; 0 = not yet */
-    bool   more;    /* something was sent already: only the rest is left */
-} sending;
-
-/* Send every byte of buf on a stream request, as part of the call x. */
-static int send_all(ss_request *r, const char *buf, size_t len, sending *x)
-{
-    ssize_t n;
-    int err = 0;
-
-    if (x->start == 0 && r->timeout > 0)
-        x->start = ss__now();       /* only a call that sends reads it */
-    pthread_mutex_lock(&r->wlock);
-    if (r->fd < 0)
-        err = -EBADF;
-    while (!err && len > 0) {
-        n = ss__io_send(r, buf, len, &x->start, x->more);
-        x->more = true;
-        if (n < 0) {
-            err = (int)n;
-        } else {
-            buf += n;
-            len -= (size_t)n;
-        }
-    }
-    pthread_mutex_unlock(&r->wlock);
-    return err;
-}
-
 /* Send what ss_write buffered, as part of the call x. */
-static int flush_buffer(ss_request *r, sending *x)
+static int flush_buffer(ss_request *r, ss__sending *x)
 {
     int err;
 
     if (r->datagram || r->wlen == 0)
         return 0;
-    err = send_all(r, r->wbuf, r->wlen, x);
+    err = ss__io_sendall(r, r->wbuf, r->wlen, x);
     /* After an error the stream is broken anyway: drop what was buffered
      * rather than send it again later. */
     r->wlen = 0;
@@ -168,7 +217,7 @@ static int flush_buffer(ss_request *r, sending *x)
 
 int ss_flush(ss_request *r)
 {
-    sending x = {0};
+    ss__sending x = {0};
 
     if (!r)
         return -EINVAL;
@@ -196,7 +245,7 @@ static int append(ss_request *r, const void *buf, size_t len)
 
 int ss_sendall(ss_request *r, const void *buf, size_t len)
 {
-    sending x = {0};
+    ss__sending x = {0};
     int err;
 
     if (!r || (!buf && len))
@@ -205,12 +254,12 @@ int ss_sendall(ss_request *r, const void *buf, size_t len)
         return ss__io_sendto(r, buf, len);
     if ((err = flush_buffer(r, &x)) < 0)
         return err;
-    return send_all(r, buf, len, &x);
+    return ss__io_sendall(r, buf, len, &x);
 }
 
 int ss_write(ss_request *r, const void *buf, size_t len)
 {
-    sending x = {0};
+    ss__sending x = {0};
     size_t size;
     int err;
 
@@ -222,11 +271,11 @@ int ss_write(ss_request *r, const void *buf, size_t len)
         return (err = append(r, buf, len)) < 0 ? err : (int)len;
     size = r->server->handler.wbufsize;
     if (size == 0)
-        return (err = send_all(r, buf, len, &x)) < 0 ? err : (int)len;
+        return (err = ss__io_sendall(r, buf, len, &x)) < 0 ? err : (int)len;
     if (r->wlen + len > size && (err = flush_buffer(r, &x)) < 0)
         return err;
     if (len >= size)    /* too big to buffer: straight out */
-        return (err = send_all(r, buf, len, &x)) < 0 ? err : (int)len;
+        return (err = ss__io_sendall(r, buf, len, &x)) < 0 ? err : (int)len;
     if (!r->wbuf && !(r->wbuf = malloc(size)))
         return -ENOMEM;
     r->wcap = size;

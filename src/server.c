@@ -315,6 +315,7 @@ void ss_server_free(ss_server *s)
     if (atomic_load(&s->fd) >= 0 || s->unix_path)
         s->type->ops->server_close(s);  /* the file: only if still ours */
     ss__wakeup_close(&s->wake);
+    ss__request_spares_free(s);
     free(s->scratch);
     free(s->unix_path);
     pthread_mutex_destroy(&s->reg_lock);
@@ -600,9 +601,7 @@ static bool can_accept(ss_server *s)
     return !s->model || !s->model->accepting || s->model->accepting(s);
 }
 
-/* What get_request's error means for the loop: 0 to go on polling, or a
- * fatal error that ends serve_forever. */
-static int get_request_failed(ss_server *s, int err)
+ss__get_error ss__get_request_error(int err)
 {
     switch (-err) {
     case EAGAIN:
@@ -618,20 +617,36 @@ static int get_request_failed(ss_server *s, int err)
     case ENOPROTOOPT:
     case ECONNREFUSED:  /* an ICMP error queued on a datagram socket */
     case ETIMEDOUT:
-        return 0;
+        return SS__GET_RETRY;
     case EMFILE:
     case ENFILE:
     case ENOBUFS:
     case ENOMEM:
-        accept_backoff(s, err);
-        return 0;
+        return SS__GET_PAUSE;
     case EBADF:
     case EINVAL:
     case ENOTSOCK:
     case EOPNOTSUPP:
-        return err;
+        return SS__GET_FATAL;
     default:
+        return SS__GET_LOG;
+    }
+}
+
+/* What get_request's error means for the loop: 0 to go on polling, or a
+ * fatal error that ends serve_forever. */
+static int get_request_failed(ss_server *s, int err)
+{
+    switch (ss__get_request_error(err)) {
+    case SS__GET_PAUSE:
+        accept_backoff(s, err);
+        return 0;
+    case SS__GET_FATAL:
+        return err;
+    case SS__GET_LOG:
         ss__log("libsockserver: get_request: %s", ss_strerror(err));
+        return 0;
+    default:
         return 0;
     }
 }
@@ -728,27 +743,30 @@ int ss__serve_loop(ss_server *s, double poll_interval)
     return err;
 }
 
+int ss__model_serve(ss_server *s, double poll_interval)
+{
+    if (s->model && s->model->serve)
+        return s->model->serve(s, poll_interval);
+    return ss__serve_loop(s, poll_interval);
+}
+
 int ss_serve_forever(ss_server *s, double poll_interval)
 {
     if (!s)
         return -EINVAL;
     if (s->prefork && !ss__prefork_is_worker(s))
         return ss__prefork_serve(s, poll_interval);
-    return ss__serve_loop(s, poll_interval);
+    return ss__model_serve(s, poll_interval);
 }
 
-int ss_handle_request(ss_server *s)
+/* Wait at most `timeout` (< 0: no limit) for a request and handle it:
+ * 1, 0 when none came, or a negative errno (get_request failed). */
+static int handle_one(ss_server *s, double timeout)
 {
-    double deadline;
+    double deadline = timeout < 0 ? -1 : ss__now() + timeout;
     ss_request *r;
     int n, err;
 
-    if (!s)
-        return -EINVAL;
-    if (atomic_load(&s->closed) || atomic_load(&s->fd) < 0 || !s->bound)
-        return -EBADF;
-    atomic_store(&s->started, true);
-    deadline = s->timeout > 0 ? ss__now() + s->timeout : -1;
     for (;;) {
         struct pollfd p = {.fd = atomic_load(&s->fd), .events = POLLIN};
 
@@ -756,60 +774,74 @@ int ss_handle_request(ss_server *s)
         if (n < 0 && errno != EINTR)
             return -errno;
         if (n <= 0) {
-            if (deadline >= 0 && ss__now() >= deadline) {
-                s->ops.handle_timeout(s);
-                return -ETIMEDOUT;
-            }
+            if (deadline >= 0 && ss__now() >= deadline)
+                return 0;
             continue;   /* EINTR, or poll rounding: wait for the rest */
         }
         err = s->ops.get_request(s, &r);
-        if (err == -EAGAIN || err == -EINTR || err == -ECONNABORTED)
+        if (err == -EAGAIN || err == -EINTR || err == -ECONNABORTED) {
+            if (timeout == 0)
+                return 0;
             continue;   /* taken by another process, or gone */
+        }
         if (err < 0)
             return err;
         err = ss__dispatch(s, r);
         batch_end(s);
-        return err;
+        return err < 0 ? err : 1;
     }
+}
+
+static int check_open(ss_server *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (atomic_load(&s->closed) || atomic_load(&s->fd) < 0 || !s->bound)
+        return -EBADF;
+    atomic_store(&s->started, true);
+    return 0;
+}
+
+int ss_handle_request(ss_server *s)
+{
+    double t;
+    int n;
+
+    if ((n = check_open(s)) < 0)
+        return n;
+    t = s->timeout > 0 ? s->timeout : -1;
+    n = s->model && s->model->run_once ? s->model->run_once(s, t)
+                                       : handle_one(s, t);
+    if (n == 0) {
+        s->ops.handle_timeout(s);
+        return -ETIMEDOUT;
+    }
+    return n < 0 ? n : 0;
+}
+
+int ss_server_run_once(ss_server *s, double timeout)
+{
+    int err;
+
+    if ((err = check_open(s)) < 0)
+        return err;
+    if (s->prefork)
+        return -EINVAL;     /* its workers serve, in other processes */
+    if (s->model && s->model->run_once)
+        return s->model->run_once(s, timeout);
+    return handle_one(s, timeout);
+}
+
+int ss_server_loop_fd(const ss_server *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->model && s->model->loop_fd)
+        return s->model->loop_fd(s);
+    return atomic_load(&s->fd) >= 0 ? atomic_load(&s->fd) : -EBADF;
 }
 
 /* ---- broadcast ---------------------------------------------------------- */
-
-static int lock_until(pthread_mutex_t *m, double deadline)
-{
-    struct timespec ts;
-
-    ss__abstime(&ts, CLOCK_REALTIME, deadline - ss__now());
-    return -pthread_mutex_timedlock(m, &ts);
-}
-
-/* Send all of buf to one receiver before `deadline`. A receiver that
- * cannot take it in time has its connection shut down: it is stalled, and
- * a partial message would corrupt its stream anyway. */
-static int broadcast_one(ss_request *r, const char *buf, size_t len,
-                         double deadline)
-{
-    size_t off = 0;
-    ssize_t n;
-    int err;
-
-    if ((err = lock_until(&r->wlock, deadline)) < 0)
-        return err;     /* busy sending its own reply for too long */
-    err = r->fd < 0 ? -EBADF : 0;
-    while (!err && off < len) {
-        n = send(r->fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n >= 0)
-            off += (size_t)n;
-        else if (errno == EAGAIN || errno == EWOULDBLOCK)
-            err = ss__io_poll(r->fd, POLLOUT, deadline);
-        else if (errno != EINTR)
-            err = -errno;
-    }
-    if (err == -ETIMEDOUT)
-        shutdown(r->fd, SHUT_RDWR);
-    pthread_mutex_unlock(&r->wlock);
-    return err;
-}
 
 int ss_server_broadcast(ss_server *s, const void *buf, size_t len,
                         const ss_request *except)
@@ -824,11 +856,13 @@ int ss_server_broadcast(ss_server *s, const void *buf, size_t len,
         return -ENOTSUP;
     if (s->type->socktype != SOCK_STREAM)
         return 0;
+    if (s->model && s->model->broadcast)
+        return s->model->broadcast(s, buf, len, except);
     if ((n = ss__registry_snapshot(s, except, &list)) < 0)
         return n;
-    deadline = ss__now() + (s->handler.timeout > 0 ? s->handler.timeout : 1.0);
+    deadline = ss__broadcast_deadline(s);
     for (i = 0; i < n; i++) {
-        if (broadcast_one(list[i], buf, len, deadline) == 0)
+        if (ss__io_broadcast_one(list[i], buf, len, deadline) == 0)
             reached++;
         ss__request_unref(list[i]);
     }

@@ -15,14 +15,14 @@ int ss__socket(int family, int type, bool nonblock)
     return fd < 0 ? -errno : fd;
 }
 
-int ss__accept(int listen_fd, ss_address *peer)
+int ss__accept(int listen_fd, ss_address *peer, bool nonblock)
 {
     int fd;
 
     do {
         peer->len = sizeof peer->storage;
         fd = accept4(listen_fd, (struct sockaddr *)&peer->storage, &peer->len,
-                     SOCK_CLOEXEC);
+                     SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0));
     } while (fd < 0 && errno == EINTR);
     return fd < 0 ? -errno : fd;
 }

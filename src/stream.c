@@ -95,7 +95,8 @@ int ss__tcp_get_request(ss_server *s, ss_request **out)
 {
     ss_address peer;
     ss_request *r;
-    int fd = ss__accept(atomic_load(&s->fd), &peer);
+    int fd = ss__accept(atomic_load(&s->fd), &peer,
+                        s->model && s->model->nonblocking);
 
     if (fd < 0)
         return fd;
