@@ -2,8 +2,9 @@
  * ss_echo - libsockserver's echo server for the benchmark, written against
  * include/sockserver.h exactly as a user would write it.
  *
- *   ss_echo --model sync|threading|forking|pool|prefork [--workers N]
- *           [--prefork-model sync|threading|pool] [--proto tcp|udp|unix]
+ *   ss_echo --model sync|threading|forking|pool|prefork|async
+ *           [--workers N] [--prefork-model sync|threading|pool|async]
+ *           [--proto tcp|udp|unix]
  *           ADDRESS
  *
  * Stream requests: handle() loops ss_recv into a buffer and ss_sendall's it
@@ -22,6 +23,8 @@
  *              of the concurrent scenarios (a stream handler holds its
  *              worker for the connection's life); up to 4,096 connections
  *              wait in the queue
+ *   async      ss_server_use_async: coroutines on --workers event loops,
+ *              default 1; or --prefork-model async in each prefork worker
  *   prefork    ss_server_use_prefork(workers): --workers processes, default
  *              2, each serving synchronously; add --prefork-model threading
  *              or pool to compose prefork with that model in each worker
@@ -42,11 +45,11 @@
 #define MAX_CHILDREN 4096
 #define NOFILE 4096          /* 1,000 connections and a margin */
 
-enum model { SYNC, THREADING, FORKING, POOL, PREFORK, NMODELS };
+enum model { SYNC, THREADING, FORKING, POOL, PREFORK, ASYNC, NMODELS };
 enum proto { TCP, UDP, UNIX };
 
 static const char *const model_names[NMODELS] = {
-    "sync", "threading", "forking", "pool", "prefork"
+    "sync", "threading", "forking", "pool", "prefork", "async"
 };
 
 struct args {
@@ -144,7 +147,7 @@ static int parse_args(struct args *a, int argc, char **argv)
         return -1;
     a->address = argv[i];
     return a->prefork_model == SYNC || a->prefork_model == THREADING ||
-                   a->prefork_model == POOL
+                   a->prefork_model == POOL || a->prefork_model == ASYNC
                ? 0 : -1;
 }
 
@@ -182,6 +185,11 @@ static int use_model(ss_server *server, enum model model, unsigned workers)
         return ss_server_use_thread_pool(server,
                                          workers ? workers : POOL_WORKERS,
                                          POOL_QUEUE);
+    case ASYNC: {
+        ss_async_options o = {.loops = workers};
+
+        return ss_server_use_async(server, &o);
+    }
     default:
         return 0;
     }
@@ -246,8 +254,9 @@ int main(int argc, char **argv)
     int rc;
 
     if (parse_args(&a, argc, argv) < 0) {
-        fprintf(stderr, "usage: %s --model sync|threading|forking|pool|prefork "
-                        "[--workers N] [--prefork-model sync|threading|pool] "
+        fprintf(stderr, "usage: %s --model sync|threading|forking|pool|prefork|"
+                        "async [--workers N] [--prefork-model sync|threading|"
+                        "pool|async] "
                         "[--proto tcp|udp|unix] ADDRESS\n", argv[0]);
         return 2;
     }

@@ -195,6 +195,7 @@ static void asan_target(const ss__coro *from, const ss__coro *to,
 }
 #endif
 
+#if SS__ASAN || SS__TSAN
 void ss__coro_switch(ss__coro *from, ss__coro *to)
 {
 #if SS__ASAN
@@ -218,6 +219,7 @@ void ss__coro_switch(ss__coro *from, ss__coro *to)
         __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
 #endif
 }
+#endif
 
 void ss__coro_exit(ss__coro *from, ss__coro *to)
 {

@@ -25,7 +25,10 @@
 
 #define SS_FREE_TASKS_MAX 256   /* finished tasks kept for reuse */
 
-static _Thread_local ss__loop *running_loop;
+/* Initial-exec: one load, not a __tls_get_addr call, in the shared
+ * library. */
+static _Thread_local ss__loop *running_loop
+    __attribute__((tls_model("initial-exec")));
 
 ss__loop *ss__loop_running(void)
 {
@@ -106,7 +109,7 @@ void ss__loop_destroy(ss__loop *l)
 
 /* ---- descriptors ----------------------------------------------------- */
 
-ss__fdent *ss__loop_fdent(ss__loop *l, int fd)
+ss__fdent *ss__loop_fdent_grow(ss__loop *l, int fd)
 {
     if (fd < 0)
         return NULL;
@@ -125,51 +128,34 @@ ss__fdent *ss__loop_fdent(ss__loop *l, int fd)
     return &l->fds[fd];
 }
 
-static void waiter_remove(ss__loop *l, ss__task *t)
-{
-    ss__fdent *e = &l->fds[t->wait.fd];
-
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        e->waiters = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->next = t->prev = NULL;
-    t->wait.fd = -1;
-}
-
-void ss__loop_fd_ready(ss__loop *l, int fd, short revents)
-{
-    ss__fdent *e = &l->fds[fd];
-    ss__task *t, *next;
-
-    if (revents & (POLLIN | POLLERR | POLLHUP))
-        e->readable = true;
-    if (revents & (POLLOUT | POLLERR | POLLHUP))
-        e->writable = true;
-    for (t = e->waiters; t; t = next) {
-        next = t->next;
-        if ((t->wait.events & revents) || (revents & (POLLERR | POLLHUP)))
-            ss__task_wake(t, 0);
-    }
-}
-
-void ss__loop_forget_fd(ss__loop *l, int fd)
+/* Take t off whatever it waits on. */
+static void unwait(ss__loop *l, ss__task *t)
 {
     ss__fdent *e;
 
-    if (fd < 0 || (unsigned)fd >= l->nfds)
-        return;
-    e = &l->fds[fd];
-    while (e->waiters)
-        ss__task_wake(e->waiters, -EBADF);
-    e->gen++;
-    e->mode = SS__FD_NONE;
-    e->readable = e->writable = false;
+    switch (t->wait.slot) {
+    case SS__WAIT_READER:
+        l->fds[t->wait.fd].reader = NULL;
+        break;
+    case SS__WAIT_WRITER:
+        l->fds[t->wait.fd].writer = NULL;
+        break;
+    case SS__WAIT_LIST:
+        e = &l->fds[t->wait.fd];
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            e->waiters = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        t->next = t->prev = NULL;
+        break;
+    default:
+        break;
+    }
+    t->wait.slot = SS__WAIT_NONE;
+    t->wait.fd = -1;
 }
-
-/* ---- tasks ------------------------------------------------------------ */
 
 static void enqueue(ss__loop *l, ss__task *t)
 {
@@ -181,6 +167,64 @@ static void enqueue(ss__loop *l, ss__task *t)
         l->runq = t;
     l->runq_tail = t;
 }
+
+static inline void wake(ss__loop *l, ss__task *t, int result)
+{
+    if (t->wait.slot != SS__WAIT_NONE)
+        unwait(l, t);
+    if (ss__timer_armed(&t->timer))
+        ss__timers_remove(&l->timers, &t->timer);
+    t->parked = false;
+    t->result = result;
+    enqueue(l, t);
+}
+
+static inline void fd_ready(ss__loop *l, int fd, short revents)
+{
+    ss__fdent *e = &l->fds[fd];
+    ss__task *t, *next;
+
+    if (revents & (POLLIN | POLLERR | POLLHUP)) {
+        e->readable = true;
+        if ((t = e->reader))
+            wake(l, t, 0);
+    }
+    if (revents & (POLLOUT | POLLERR | POLLHUP)) {
+        e->writable = true;
+        if ((t = e->writer))
+            wake(l, t, 0);
+    }
+    for (t = e->waiters; t; t = next) {
+        next = t->next;
+        if ((t->wait.events & revents) || (revents & (POLLERR | POLLHUP)))
+            wake(l, t, 0);
+    }
+}
+
+void ss__loop_fd_ready(ss__loop *l, int fd, short revents)
+{
+    fd_ready(l, fd, revents);
+}
+
+void ss__loop_forget_fd(ss__loop *l, int fd)
+{
+    ss__fdent *e;
+
+    if (fd < 0 || (unsigned)fd >= l->nfds)
+        return;
+    e = &l->fds[fd];
+    if (e->reader)
+        ss__task_wake(e->reader, -EBADF);
+    if (e->writer)
+        ss__task_wake(e->writer, -EBADF);
+    while (e->waiters)
+        ss__task_wake(e->waiters, -EBADF);
+    e->gen++;
+    e->mode = SS__FD_NONE;
+    e->readable = e->writable = false;
+}
+
+/* ---- tasks ------------------------------------------------------------ */
 
 static void task_main(void *arg)
 {
@@ -217,11 +261,17 @@ ss__task *ss__loop_spawn(ss__loop *l, void (*fn)(void *), void *arg,
     t->arg = arg;
     t->owner = owner;
     t->wait.fd = -1;
+    t->wait.slot = SS__WAIT_NONE;
     t->result = 0;
     t->parked = false;
     t->uncancellable = false;
     ss__coro_prepare(&t->coro, task_main, t);
     l->live++;
+    t->lprev = NULL;
+    t->lnext = l->tasks;
+    if (l->tasks)
+        l->tasks->lprev = t;
+    l->tasks = t;
     enqueue(l, t);
     return t;
 }
@@ -230,6 +280,12 @@ ss__task *ss__loop_spawn(ss__loop *l, void (*fn)(void *), void *arg,
 static void recycle(ss__loop *l, ss__task *t)
 {
     l->live--;
+    if (t->lprev)
+        t->lprev->lnext = t->lnext;
+    else
+        l->tasks = t->lnext;
+    if (t->lnext)
+        t->lnext->lprev = t->lprev;
     t->owner = NULL;
     if (l->nfree < SS_FREE_TASKS_MAX) {
         t->next = l->free_tasks;
@@ -275,19 +331,25 @@ int ss__task_park(ss__task *t, const ss__waiting *w, int64_t deadline,
         ss__fdent *e = &l->fds[w->fd];
 
         t->wait = *w;
-        t->prev = NULL;
-        t->next = e->waiters;
-        if (e->waiters)
-            e->waiters->prev = t;
-        e->waiters = t;
+        if (e->mode == SS__FD_EDGE && w->events == POLLIN && !e->reader) {
+            e->reader = t;
+            t->wait.slot = SS__WAIT_READER;
+        } else if (e->mode == SS__FD_EDGE && w->events == POLLOUT &&
+                   !e->writer) {
+            e->writer = t;
+            t->wait.slot = SS__WAIT_WRITER;
+        } else {
+            t->wait.slot = SS__WAIT_LIST;
+            t->prev = NULL;
+            t->next = e->waiters;
+            if (e->waiters)
+                e->waiters->prev = t;
+            e->waiters = t;
+        }
     } else {
         t->wait.fd = -1;
+        t->wait.slot = SS__WAIT_NONE;
     }
-    t->pprev = NULL;
-    t->pnext = l->parked;
-    if (l->parked)
-        l->parked->pprev = t;
-    l->parked = t;
     t->parked = true;
     ss__coro_switch(&t->coro, &l->sched);
     return t->result;
@@ -295,22 +357,8 @@ int ss__task_park(ss__task *t, const ss__waiting *w, int64_t deadline,
 
 void ss__task_wake(ss__task *t, int result)
 {
-    ss__loop *l = t->loop;
-
-    if (!t->parked)
-        return;
-    if (t->wait.fd >= 0)
-        waiter_remove(l, t);
-    ss__timers_remove(&l->timers, &t->timer);
-    if (t->pprev)
-        t->pprev->pnext = t->pnext;
-    else
-        l->parked = t->pnext;
-    if (t->pnext)
-        t->pnext->pprev = t->pprev;
-    t->parked = false;
-    t->result = result;
-    enqueue(l, t);
+    if (t->parked)
+        wake(t->loop, t, result);
 }
 
 int ss__task_set_deadline(ss__task *t, int64_t deadline, int timeout_result)
@@ -330,9 +378,10 @@ void ss__loop_each_parked(ss__loop *l, void (*fn)(ss__task *t, void *arg),
 {
     ss__task *t, *next;
 
-    for (t = l->parked; t; t = next) {
-        next = t->pnext;
-        fn(t, arg);
+    for (t = l->tasks; t; t = next) {
+        next = t->lnext;
+        if (t->parked)
+            fn(t, arg);
     }
 }
 
@@ -406,7 +455,7 @@ static int handle_events(ss__loop *l, int n)
             unsigned fd = (uint32_t)key;
 
             if (fd < l->nfds && l->fds[fd].gen == (uint32_t)(key >> 32)) {
-                ss__loop_fd_ready(l, (int)fd, l->events[i].revents);
+                fd_ready(l, (int)fd, l->events[i].revents);
                 done++;
             }
         }

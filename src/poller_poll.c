@@ -102,8 +102,8 @@ int ss__poller_wait(ss__loop *l, int timeout_ms)
     ss__task *t;
     int i, rc, out = 0;
 
-    for (t = l->parked; t; t = t->pnext)
-        parked++;
+    for (t = l->tasks; t; t = t->lnext)
+        parked += t->parked && t->wait.fd >= 0;
     if ((rc = reserve(l, (unsigned)l->nspecial + parked)) < 0)
         return rc;
     p = l->pollset;
@@ -112,8 +112,8 @@ int ss__poller_wait(ss__loop *l, int timeout_ms)
         p[n] = (struct pollfd){.fd = l->special[i].fd, .events = POLLIN};
         keys[n].key = l->special[i].key;
     }
-    for (t = l->parked; t; t = t->pnext) {
-        if (t->wait.fd < 0)
+    for (t = l->tasks; t; t = t->lnext) {
+        if (!t->parked || t->wait.fd < 0)
             continue;
         p[n] = (struct pollfd){.fd = t->wait.fd, .events = t->wait.events};
         keys[n++].key = ss__fd_key(t->wait.fd, t->wait.gen);

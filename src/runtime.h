@@ -93,8 +93,16 @@ void ss__coro_prepare(ss__coro *co, void (*entry)(void *), void *arg);
 void ss__coro_destroy(ss__coro *co);
 /* The first call of an entry function. */
 void ss__coro_started(ss__coro *co);
-/* Switch from the running `from` to `to`; returns when switched back. */
+/* Switch from the running `from` to `to`; returns when switched back.
+ * Without sanitizers it is the bare switch, inline. */
+#if SS__ASAN || SS__TSAN
 void ss__coro_switch(ss__coro *from, ss__coro *to);
+#else
+static inline void ss__coro_switch(ss__coro *from, ss__coro *to)
+{
+    ss__ctx_switch(&from->ctx, &to->ctx);
+}
+#endif
 /* The last switch away from a finished coroutine. */
 _Noreturn void ss__coro_exit(ss__coro *from, ss__coro *to);
 
@@ -159,8 +167,11 @@ typedef struct ss__task ss__task;
 typedef struct ss__waiting {
     int       fd;               /* -1: no descriptor */
     short     events;           /* POLLIN, POLLOUT */
+    uint8_t   slot;             /* where the task is recorded: SS__WAIT_* */
     uint32_t  gen;              /* the descriptor entry's generation */
 } ss__waiting;
+
+enum { SS__WAIT_NONE, SS__WAIT_READER, SS__WAIT_WRITER, SS__WAIT_LIST };
 
 struct ss__task {
     ss__coro     coro;
@@ -171,7 +182,7 @@ struct ss__task {
     void        *owner;         /* what it serves (a request), for reports */
     ss__task    *next, *prev;   /* run queue, a descriptor's waiters, or
                                    the free list */
-    ss__task    *pnext, *pprev; /* the loop's parked tasks */
+    ss__task    *lnext, *lprev; /* the loop's live tasks */
     ss__timer    timer;
     int          timer_result;  /* what the deadline means: -ETIMEDOUT or
                                    -ESHUTDOWN */
@@ -182,13 +193,18 @@ struct ss__task {
     bool         uncancellable; /* waits for a blocking thread's result */
 };
 
-/* Per descriptor the loop waits on, indexed by descriptor number. */
+/* Per descriptor the loop waits on, indexed by descriptor number. A
+ * connection (edge mode) has at most one task waiting each way: its
+ * handler, or a broadcast holding its send lock; they get a slot each, so
+ * an event wakes its task without walking a list. Any other wait (a
+ * one-shot descriptor, a second task on a connection) is on the list. */
 typedef struct ss__fdent {
     uint32_t   gen;             /* bumped when the descriptor is forgotten,
                                    so stale events are recognised */
     uint8_t    mode;            /* SS__FD_NONE, _EDGE or _ONESHOT */
     bool       readable;        /* edge mode: readable as far as known */
     bool       writable;
+    ss__task  *reader, *writer; /* edge mode */
     ss__task  *waiters;
 } ss__fdent;
 
@@ -250,7 +266,7 @@ struct ss__loop {
     ss__coro     sched;         /* the driving thread's own context */
     ss__task    *current;
     ss__task    *runq, *runq_tail;
-    ss__task    *parked;
+    ss__task    *tasks;         /* live: started, not finished */
     ss__task    *free_tasks;
     unsigned     nfree;
     unsigned     live;          /* tasks started, not finished */
@@ -321,17 +337,40 @@ ss__task *ss__loop_spawn(ss__loop *l, void (*fn)(void *), void *arg,
  * `timeout_result`. Returns what woke it: 0 ready or the wake's result. */
 int  ss__task_park(ss__task *t, const ss__waiting *w, int64_t deadline,
                    int timeout_result);
+/* ss__task_park on a connection's own edge-mode descriptor with no
+ * deadline, its way's slot free: the fast path of every ping-pong. */
+static inline int ss__task_park_edge(ss__task *t, int fd, bool write)
+{
+    ss__loop *l = t->loop;
+    ss__fdent *e = &l->fds[fd];
+    ss__task **slot = write ? &e->writer : &e->reader;
+    ss__waiting w = {fd, write ? POLLOUT : POLLIN, SS__WAIT_NONE, e->gen};
+
+    if (*slot)
+        return ss__task_park(t, &w, -1, 0);
+    *slot = t;
+    w.slot = write ? SS__WAIT_WRITER : SS__WAIT_READER;
+    t->wait = w;
+    t->parked = true;
+    ss__coro_switch(&t->coro, &l->sched);
+    return t->result;
+}
 /* Make a parked task runnable with `result`; the loop's thread only. */
 void ss__task_wake(ss__task *t, int result);
 /* Move a parked task's deadline (< 0: remove it). */
 int  ss__task_set_deadline(ss__task *t, int64_t deadline, int timeout_result);
-/* Call fn(t, arg) for every parked task. */
+/* Call fn(t, arg) for every parked task (fn may wake it). */
 void ss__loop_each_parked(ss__loop *l, void (*fn)(ss__task *t, void *arg),
                           void *arg);
 
 /* Descriptor entries (grown on demand: NULL on ENOMEM). Do not keep the
  * pointer across a call that may grow the table. */
-ss__fdent *ss__loop_fdent(ss__loop *l, int fd);
+ss__fdent *ss__loop_fdent_grow(ss__loop *l, int fd);
+static inline ss__fdent *ss__loop_fdent(ss__loop *l, int fd)
+{
+    return fd >= 0 && (unsigned)fd < l->nfds ? &l->fds[fd]
+                                             : ss__loop_fdent_grow(l, fd);
+}
 /* The descriptor is being closed: wake its waiters with -EBADF and bump
  * its generation. */
 void ss__loop_forget_fd(ss__loop *l, int fd);

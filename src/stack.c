@@ -136,7 +136,8 @@ int ss__stack_guard_install(bool (*hook)(const void *addr))
 
 static pthread_key_t altstack_key;
 static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
-static _Thread_local bool altstack_ready;
+static _Thread_local bool altstack_ready
+    __attribute__((tls_model("initial-exec")));
 
 /* At thread exit: stop using the alternate stack, then release it. */
 static void altstack_release(void *p)

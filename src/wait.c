@@ -238,7 +238,8 @@ static int64_t to_ns(double seconds)
     return (int64_t)(seconds * 1e9);
 }
 
-/* Outside a task (a hook on the loop's own stack, verify_request say):
+/* Outside a task (a hook on the loop's own stack, verify_request say:
+ * the loop's current task is NULL while its scheduler runs):
  * nothing can yield, so the thread waits. */
 static int poll_instead(int fd, short events, int64_t at, int result)
 {
@@ -284,30 +285,54 @@ static int yield_wait(ss_request *r, int fd, short events, double deadline)
     ss__loop *l = r->loop;
     ss__task *t = l->current;
     ss__waiting w = {.fd = -1};
-    int64_t at = deadline < 0 ? -1 : to_ns(deadline);
+    int64_t at = -1;
     int result = -ETIMEDOUT, err;
 
-    if (r->inline_drain) {
-        int64_t end = atomic_load_explicit(&r->server->drain_deadline_ns,
-                                           memory_order_relaxed);
+    if (deadline >= 0 || r->inline_drain) {
+        int64_t end = r->inline_drain
+            ? atomic_load_explicit(&r->server->drain_deadline_ns,
+                                   memory_order_relaxed) : 0;
 
+        at = deadline < 0 ? -1 : to_ns(deadline);
         if (end != 0 && (at < 0 || end <= at)) {
             at = end;
             result = -ESHUTDOWN;
         }
+        if (at >= 0 && at <= ss__now_ns())
+            return result == -ESHUTDOWN ? drained(r) : result;
     }
-    if (at >= 0 && at <= ss__now_ns())
-        return result == -ESHUTDOWN ? drained(r) : result;
-    if (!t || ss__loop_running() != l)
+    if (!t)
         return poll_instead(fd, events, at, result);
-    if (fd >= 0 && (err = watch(r, l, fd, events, &w)) < 0)
-        return err;
-    err = ss__task_park(t, &w, at, result);
+    if (at < 0 && fd >= 0 && fd == r->fd && r->watched &&
+        (events == POLLIN || events == POLLOUT)) {
+        /* The common case: the connection, registered already. */
+        err = ss__task_park_edge(t, fd, events == POLLOUT);
+    } else {
+        if (fd >= 0 && (err = watch(r, l, fd, events, &w)) < 0)
+            return err;
+        err = ss__task_park(t, &w, at, result);
+    }
     if (err == -ESHUTDOWN)
         return drained(r);
     return err;
 }
 
+/* Park until the request's own connection is ready for reading (or
+ * writing), or *deadline (started now from the handler timeout when it is
+ * < 0). With no deadline to keep, it goes straight to the loop. */
+static int park_on_connection(ss_request *r, bool write, double *deadline)
+{
+    ss__task *t = r->loop->current;
+
+    if (t && r->watched && *deadline < 0 && r->timeout <= 0 &&
+        !r->inline_drain)
+        return ss__task_park_edge(t, r->fd, write);
+    if (*deadline < 0 && r->timeout > 0)
+        *deadline = ss__now() + r->timeout;
+    return yield_wait(r, r->fd, write ? POLLOUT : POLLIN, *deadline);
+}
+
+/* After the first try: wait, try again, until data, EOF or an error. */
 static ssize_t yield_recv(ss_request *r, void *buf, size_t len)
 {
     double deadline = -1;
@@ -323,8 +348,6 @@ static ssize_t yield_recv(ss_request *r, void *buf, size_t len)
         if (e->readable) {
             n = recv(r->fd, buf, len, 0);
             if (n > 0) {
-                /* Short: the socket is drained, and the next bytes will
-                 * raise an edge. */
                 if ((size_t)n < len)
                     e->readable = false;
                 return n;
@@ -337,16 +360,15 @@ static ssize_t yield_recv(ss_request *r, void *buf, size_t len)
                 return -errno;
             e->readable = false;
         }
-        if (deadline < 0 && r->timeout > 0)
-            deadline = ss__now() + r->timeout;
-        if ((err = yield_wait(r, r->fd, POLLIN, deadline)) < 0)
+        if ((err = park_on_connection(r, false, &deadline)) < 0)
             return err;
     }
 }
 
-/* Send some of buf before `deadline`: bytes sent (> 0) or -errno. */
+/* Send some of buf before `deadline` (< 0: the handler timeout, started
+ * at the first wait): bytes sent (> 0) or -errno. */
 static ssize_t yield_send(ss_request *r, const void *buf, size_t len,
-                          double deadline)
+                          double *deadline)
 {
     ssize_t n;
     int err;
@@ -367,7 +389,7 @@ static ssize_t yield_send(ss_request *r, const void *buf, size_t len,
                 return -errno;
             e->writable = false;
         }
-        if ((err = yield_wait(r, r->fd, POLLOUT, deadline)) < 0)
+        if ((err = park_on_connection(r, true, deadline)) < 0)
             return err;
     }
 }
@@ -385,7 +407,7 @@ static int send_lock(ss_request *r, double deadline)
         r->wbusy = true;
         return 0;
     }
-    if (!t || ss__loop_running() != r->loop)
+    if (!t)
         return -EBUSY;      /* a hook on the loop's stack cannot wait */
     for (pp = &r->wwaiters; *pp; pp = &(*pp)->next)
         ;
@@ -417,28 +439,15 @@ static void send_unlock(ss_request *r)
 }
 
 /* All of buf before `deadline` (< 0: none). With x, the deadline is the
- * handler timeout of the call x, counted from its first wait (the clock is
- * read only then). */
+ * handler timeout of the call x, counted from its first wait. Nobody may
+ * send on the connection while this one waits part-way: it holds the
+ * connection's send lock. */
 static int yield_sendall(ss_request *r, const char *buf, size_t len,
                          double deadline, ss__sending *x)
 {
     ssize_t n;
     int err;
 
-    /* The common case: nobody is part-way, and it all goes at once. */
-    if (!r->wbusy && r->fd >= 0 && r->loop->fds[r->fd].writable) {
-        n = send(r->fd, buf, len, MSG_NOSIGNAL);
-        if (n == (ssize_t)len)
-            return 0;
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-        } else if (n < 0 && errno == EAGAIN) {
-            r->loop->fds[r->fd].writable = false;
-        } else if (n < 0 && errno != EINTR && errno != EWOULDBLOCK) {
-            return -errno;
-        }
-    }
     if (x && r->timeout > 0) {
         if (x->start == 0)
             x->start = ss__now();
@@ -447,7 +456,7 @@ static int yield_sendall(ss_request *r, const char *buf, size_t len,
     if ((err = send_lock(r, deadline)) < 0)
         return err;
     while (len > 0) {
-        n = yield_send(r, buf, len, deadline);
+        n = yield_send(r, buf, len, &deadline);
         if (n < 0) {
             err = (int)n;
             break;
@@ -461,17 +470,57 @@ static int yield_sendall(ss_request *r, const char *buf, size_t len,
 
 /* ---- the calls request.c makes ------------------------------------------- */
 
+/* Async: the common case (the socket is known ready, and the call
+ * completes) is tried here first; waiting is the slow path. */
 ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
 {
-    return r->loop ? yield_recv(r, buf, len) : block_recv(r, buf, len);
+    ss__loop *l = r->loop;
+    ssize_t n;
+
+    if (!l)
+        return block_recv(r, buf, len);
+    if (r->fd >= 0 && l->fds[r->fd].readable) {
+        n = recv(r->fd, buf, len, 0);
+        if (n > 0) {
+            /* Short: the socket is drained, and the next bytes will raise
+             * an edge. */
+            if ((size_t)n < len)
+                l->fds[r->fd].readable = false;
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        if (errno != EINTR)
+            l->fds[r->fd].readable = false;
+    }
+    return yield_recv(r, buf, len);
 }
 
 int ss__io_sendall(ss_request *r, const void *buf, size_t len, ss__sending *x)
 {
+    ss__loop *l = r->loop;
+    ssize_t n;
+
+    if (!l)
+        return block_sendall(r, buf, len, x);
     if (len == 0)
         return r->fd < 0 ? -EBADF : 0;
-    if (!r->loop)
-        return block_sendall(r, buf, len, x);
+    /* Nobody part-way through a send on it, and it all goes at once. */
+    if (!r->wbusy && r->fd >= 0 && l->fds[r->fd].writable) {
+        n = send(r->fd, buf, len, MSG_NOSIGNAL);
+        if (n == (ssize_t)len)
+            return 0;
+        if (n > 0) {
+            buf = (const char *)buf + n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EAGAIN) {
+            l->fds[r->fd].writable = false;
+        } else if (n < 0 && errno != EINTR && errno != EWOULDBLOCK) {
+            return -errno;
+        }
+    }
     return yield_sendall(r, buf, len, -1, x);
 }
 
