@@ -93,17 +93,15 @@ static int64_t ns_from(double seconds)
 
 /* ---- reports ------------------------------------------------------------ */
 
+/* The task may have ended in the run that was slow, its request freed:
+ * request_main left the client's address in its label. */
 static void on_slow(ss__loop *l, ss__task *t, int64_t ns, void *arg)
 {
-    ss_request *r = t->owner;
-    char who[SS_ADDRESS_STRLEN];
-
     (void)l, (void)arg;
     ss__log("libsockserver: the handler of the request from %s held its "
             "event loop %.3f s without waiting; no other request of the "
             "loop ran meanwhile (run blocking work with ss_run_blocking)",
-            r ? ss_address_format(&r->client, who, sizeof who) : "(none)",
-            (double)ns / 1e9);
+            t->label[0] ? t->label : "(a broadcast)", (double)ns / 1e9);
 }
 
 /* From the SIGSEGV handler: write(2) only, and formatting that takes no
@@ -177,14 +175,16 @@ static void bound_by_drain(ss__task *t, void *arg)
 }
 
 /* Close cut the requests short: their connections are shut down, which
- * ends their waits on them; this ends the others (ss_wait_fd on another
- * descriptor, ss_sleep, a send lock). */
+ * ends their waits on them as it ends a thread's (a read returns EOF);
+ * this ends the others (ss_wait_fd on another descriptor, ss_sleep, a
+ * send lock) with -ESHUTDOWN. */
 static void cut_short(ss__task *t, void *arg)
 {
     ss_request *r;
 
     (void)arg;
-    if (request_of_parked(t, &r) && atomic_load(&r->forced))
+    if (request_of_parked(t, &r) && atomic_load(&r->forced) &&
+        t->wait.fd != r->fd)
         ss__task_wake(t, -ESHUTDOWN);
 }
 
@@ -385,6 +385,8 @@ static void request_main(void *arg)
     ss_server *s = r->server;
     async *a = state(s);
 
+    if (r->loop->slow_ns)
+        ss_address_format(&r->client, r->task->label, sizeof r->task->label);
     ss__run_request(s, r);
     /* The last one out tells whoever drains (on loop 0) to look. */
     if (atomic_fetch_sub(&a->requests, 1) == 1)

@@ -262,6 +262,7 @@ ss__task *ss__loop_spawn(ss__loop *l, void (*fn)(void *), void *arg,
     t->owner = owner;
     t->wait.fd = -1;
     t->wait.slot = SS__WAIT_NONE;
+    t->label[0] = '\0';
     t->result = 0;
     t->parked = false;
     t->uncancellable = false;

@@ -180,6 +180,8 @@ struct ss__task {
     void       (*fn)(void *);
     void        *arg;
     void        *owner;         /* what it serves (a request), for reports */
+    char         label[SS_ADDRESS_STRLEN];  /* who it serves, for reports
+                                   made after it ended (slow_ns only) */
     ss__task    *next, *prev;   /* run queue, a descriptor's waiters, or
                                    the free list */
     ss__task    *lnext, *lprev; /* the loop's live tasks */

@@ -80,8 +80,7 @@ bool ss__stack_guard_hit(const ss__stack *st, const void *addr)
 
 static bool (*overflow_hook)(const void *addr);
 static struct sigaction previous_segv, previous_bus;
-static pthread_once_t install_once = PTHREAD_ONCE_INIT;
-static int install_error;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Hand a fault that is not ours to whoever handled it before. */
 static void chain(int sig, siginfo_t *info, void *uc)
@@ -112,24 +111,35 @@ static void on_fault(int sig, siginfo_t *info, void *uc)
     errno = saved;
 }
 
-static void install(void)
+/* Put our handler in front of sig's, unless it is there already. */
+static int install(int sig, struct sigaction *previous)
 {
-    struct sigaction sa;
+    struct sigaction sa, cur;
 
+    if (sigaction(sig, NULL, &cur) < 0)
+        return -errno;
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault)
+        return 0;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &previous_segv) < 0 ||
-        sigaction(SIGBUS, &sa, &previous_bus) < 0)
-        install_error = -errno;
+    return sigaction(sig, &sa, previous) < 0 ? -errno : 0;
 }
 
+/* At every loop's start, not once per process: a handler installed since
+ * (a test framework's, say) goes behind ours again. */
 int ss__stack_guard_install(bool (*hook)(const void *addr))
 {
+    int err;
+
+    pthread_mutex_lock(&install_lock);
     overflow_hook = hook;
-    pthread_once(&install_once, install);
-    return install_error;
+    err = install(SIGSEGV, &previous_segv);
+    if (!err)
+        err = install(SIGBUS, &previous_bus);
+    pthread_mutex_unlock(&install_lock);
+    return err;
 }
 
 /* ---- the alternate signal stack of each thread that runs a loop ---------- */
