@@ -234,11 +234,11 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
  * server's). When the constructor fails, the descriptor is the caller's
  * still, open and with its flags as they were.
  * The systemd variables are read once per process, the first time a
- * constructor is given "systemd...", under a lock (several threads may
+ * constructor is given "systemd..." (or "fd:N": a socket taken that way is
+ * not handed out as "systemd" too), under a lock (several threads may
  * construct at once) and remembered, so that several servers (a TCP and a
  * UDP one from one .socket unit, say) each take theirs; a socket taken is
- * not handed out again, even after its server is freed, nor is one a
- * server took as "fd:N". Variables for this process (LISTEN_PID is
+ * not handed out again, even after its server is freed. Variables for this process (LISTEN_PID is
  * getpid()) are then removed from the environment, so children never see
  * them; those of another process are left alone (and are looked at again
  * next time). A process forked after they were read has a process id of

@@ -343,12 +343,18 @@ static int find_systemd(const ss__type *type, const char *text,
                      LISTEN_FDS_START, LISTEN_FDS_START + n - 1, server);
 }
 
-/* "fd:N" naming one of the systemd sockets: another "systemd" must not
- * hand it out again. listen_lock held. */
+/* "fd:N" naming one of the systemd sockets: a later "systemd" must not
+ * hand it out again, so the variables are read now if they are this
+ * process's (what is wrong with them is for "systemd" to say). The socket
+ * fits: the caller's message is kept. listen_lock held. */
 static void reserve_if_passed(ss__adoption *a)
 {
+    char message[512];
     int i = a->fd - LISTEN_FDS_START;
 
+    snprintf(message, sizeof message, "%s", ss_last_error());
+    (void)read_environment();
+    ss__set_error("%s", message);
     if (listen_state.pid == getpid() && i >= 0 && i < listen_state.count &&
         !listen_state.taken[i]) {
         listen_state.taken[i] = true;

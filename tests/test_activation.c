@@ -1002,21 +1002,30 @@ static const char *a_failed_construction_leaves_the_socket_free(void)
     return NULL;
 }
 
-/* fd:N naming a passed socket: "systemd" does not hand it out again. */
+/* fd:N naming a passed socket, before or after the variables were read:
+ * "systemd" does not hand it out again. */
 static const char *fd_n_takes_a_passed_socket_too(void)
 {
-    int fds[2] = {child_tcp_listener(), child_tcp_listener()};
-    ss_server *a, *b;
+    int fds[3] = {child_tcp_listener(), child_tcp_listener(),
+                  child_tcp_listener()};
+    ss_server *a, *b, *c;
     const char *why;
 
-    if ((why = pass_sockets(fds, 2, NULL)))
+    if ((why = pass_sockets(fds, 3, NULL)))
         return why;
-    b = ss_tcp_server_new("systemd", &echo, NULL);      /* reads them: 3 */
-    ss_server_free(b);
-    a = ss_tcp_server_new("fd:4", &echo, NULL);
-    CHILD_CHECK(a != NULL, "fd:4: %s", ss_last_error());
+    a = ss_tcp_server_new("fd:3", &echo, NULL);     /* before any read */
+    CHILD_CHECK(a != NULL, "fd:3: %s", ss_last_error());
+    CHILD_CHECK(env_gone(), "fd:3 should read (and remove) this process's "
+                "variables, so that 'systemd' knows fd 3 is taken");
     b = ss_tcp_server_new("systemd", &echo, NULL);
-    CHILD_CHECK(!b, "'systemd' should not hand out fd 4 again, taken by fd:4");
+    CHILD_CHECK(b && ss_server_fileno(b) == 4, "'systemd' should skip fd 3, "
+                "taken by fd:3, and take fd 4: %s", ss_last_error());
+    c = ss_tcp_server_new("fd:5", &echo, NULL);     /* after the read */
+    CHILD_CHECK(c != NULL, "fd:5: %s", ss_last_error());
+    ss_server_free(b);
+    b = ss_tcp_server_new("systemd", &echo, NULL);
+    CHILD_CHECK(!b, "'systemd' should hand out none of fds 3-5 again");
+    ss_server_free(c);
     ss_server_free(a);
     return NULL;
 }
