@@ -16,7 +16,9 @@
  * its own process id: it does not inherit the parent's remembered sockets
  * and reads the environment again, where the variables are gone once the
  * parent read them (it then finds no sockets) or still name the parent
- * (LISTEN_PID is not the child).
+ * (LISTEN_PID is not the child). (A child forked while another thread
+ * held the lock, reading them, must not construct: it is a fork of a
+ * multi-threaded process, which may only exec.)
  */
 #include "internal.h"
 
