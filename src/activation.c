@@ -276,9 +276,9 @@ static int read_environment(void)
                          "(LISTEN_PID=%ld, this process is %ld)", pid,
                          (long)self);
     /* Ours: consume them, so children never see them. */
-    if (getenv("LISTEN_FDS") && !(fds = strdup(getenv("LISTEN_FDS"))))
+    if ((end = getenv("LISTEN_FDS")) && !(fds = strdup(end)))
         return ss__error(-ENOMEM, "systemd: reading LISTEN_FDS");
-    if (getenv("LISTEN_FDNAMES") && !(names = strdup(getenv("LISTEN_FDNAMES")))) {
+    if ((end = getenv("LISTEN_FDNAMES")) && !(names = strdup(end))) {
         free(fds);
         return ss__error(-ENOMEM, "systemd: reading LISTEN_FDNAMES");
     }
@@ -299,7 +299,7 @@ static int read_environment(void)
 static int find_systemd(const ss__type *type, const char *text,
                         const char *name, ss__adoption *out, sock_info *si)
 {
-    char label[64], server[64];
+    char label[320], server[64];
     int n = read_environment(), i, named = 0, err = 0;
     char why[512] = "";
 
