@@ -955,10 +955,12 @@ static const char *a_missing_name_is_refused(void)
 static const char *a_named_socket_of_the_wrong_type_is_refused(void)
 {
     int fds[2] = {child_tcp_listener(), child_udp()};
+    fd_state before;
     const char *why;
 
     if ((why = pass_sockets(fds, 2, "web:dns")))
         return why;
+    before = save_state(4);
     errno = 0;
     CHILD_CHECK(!ss_tcp_server_new("systemd:dns", &echo, NULL) &&
                 errno == EINVAL, "a UDP socket by name to a tcp server: "
@@ -966,6 +968,9 @@ static const char *a_named_socket_of_the_wrong_type_is_refused(void)
     CHILD_CHECK(strstr(ss_last_error(), "systemd:dns (fd 4) is a UDP socket; "
                        "the tcp server needs a SOCK_STREAM socket"),
                 "the message should say why: '%s'", ss_last_error());
+    CHILD_CHECK(fcntl(4, F_GETFD) == before.fd_flags &&
+                fcntl(4, F_GETFL) == before.fl_flags,
+                "fd 4 should be left open and as it was");
     return NULL;
 }
 
