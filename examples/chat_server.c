@@ -81,7 +81,7 @@ int main(int argc, char **argv)
     ss_server_options options = example_options(NULL);
     ss_server *server;
     const char *usage = "chat_server [--model threading|pool|sync] "
-                        "[--workers N] [ADDRESS]";
+                        "[--workers N] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS;
 
     example_parse(argc, argv, &args, "model", usage);
     if (args.model && (strcmp(args.model, "forking") == 0 ||

@@ -3,6 +3,10 @@
  * sends comes back in capitals, and the server logs "<client> sent: <data>".
  *
  *   echo_tcp_server [--model sync|threading|forking|pool|prefork] [ADDRESS]
+ *
+ * ADDRESS may name an inherited socket: fd:N, or systemd for socket
+ * activation, as in
+ *   systemd-socket-activate -l 127.0.0.1:8080 echo_tcp_server systemd
  */
 #include "example.h"
 
@@ -39,7 +43,7 @@ int main(int argc, char **argv)
 
     example_parse(argc, argv, &args, "model",
                   "echo_tcp_server [--model sync|threading|forking|pool|"
-                  "prefork] [--workers N] [ADDRESS]");
+                  "prefork] [--workers N] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS);
     if (!(server = ss_tcp_server_new(args.address, &handler, &options)))
         return example_fail("echo_tcp_server");
     if (!(server = example_apply_model(server, &args)))

@@ -2,6 +2,10 @@
  * The uppercase echo server over UDP: one datagram, one reply.
  *
  *   echo_udp_server [--model sync|threading|forking|pool|prefork] [ADDRESS]
+ *
+ * ADDRESS may name an inherited socket: fd:N, or systemd for socket
+ * activation, as in
+ *   systemd-socket-activate -d -l 127.0.0.1:8080 echo_udp_server systemd
  */
 #include "example.h"
 
@@ -39,7 +43,7 @@ int main(int argc, char **argv)
 
     example_parse(argc, argv, &args, "model",
                   "echo_udp_server [--model sync|threading|forking|pool|"
-                  "prefork] [--workers N] [ADDRESS]");
+                  "prefork] [--workers N] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS);
     if (!(server = ss_udp_server_new(args.address, &handler, &options)))
         return example_fail("echo_udp_server");
     if (!(server = example_apply_model(server, &args)))

@@ -3,6 +3,10 @@
  * datagram. The socket file is removed when the server stops.
  *
  *   echo_unix_server [--datagram] [--model ...] [PATH]
+ *
+ * PATH may name an inherited socket instead: fd:N, or systemd for socket
+ * activation (systemd-socket-activate -l /tmp/echo.sock echo_unix_server
+ * systemd); the server then leaves its file in place, not having made it.
  */
 #include "example.h"
 
@@ -56,7 +60,8 @@ int main(int argc, char **argv)
 
     example_parse(argc, argv, &args, "model datagram",
                   "echo_unix_server [--datagram] [--model sync|threading|"
-                  "forking|pool|prefork] [--workers N] [PATH]");
+                  "forking|pool|prefork] [--workers N] [PATH]\n"
+                  EXAMPLE_PATH_FORMS);
     if (args.datagram) {
         handler.handle = handle_datagram;
         server = ss_unix_datagram_server_new(args.address, &handler, &options);

@@ -23,6 +23,15 @@ typedef struct example_args {
     double      timeout;        /* --timeout SECONDS: handler I/O timeout */
 } example_args;
 
+/* The address forms every example server takes, for its usage text. */
+#define EXAMPLE_ADDRESS_FORMS                                                \
+    "ADDRESS: HOST:PORT, [IPV6]:PORT, :PORT (all interfaces), fd:N (an "     \
+    "inherited socket),\n  systemd or systemd:NAME (systemd socket "         \
+    "activation)"
+#define EXAMPLE_PATH_FORMS                                                   \
+    "PATH: a Unix socket path, @NAME (abstract), fd:N (an inherited "        \
+    "socket),\n  systemd or systemd:NAME (systemd socket activation)"
+
 /* Parse argv into args (defaults already filled in by the caller). Options
  * named in `accepted` ("model root datagram count max-size timeout") are
  * allowed; --model also allows --workers.

@@ -75,7 +75,8 @@
 #define LOG_FIELD_MAX  200      /* longest method or target logged */
 
 #define USAGE "http_server [--model sync|threading|forking|pool|prefork] " \
-              "[--workers N] [--root DIR] [--timeout SECONDS] [ADDRESS]"
+              "[--workers N] [--root DIR] [--timeout SECONDS] [ADDRESS]\n" \
+              EXAMPLE_ADDRESS_FORMS
 
 /* One connection: ss_handler.state_size bytes that the library allocates
  * zeroed for each request (here a connection) and frees after it. */

@@ -111,7 +111,7 @@
 
 #define USAGE "upload_server [--model sync|threading|forking|pool|prefork] " \
               "[--workers N] [--root DIR] [--max-size BYTES] "              \
-              "[--timeout SECONDS] [ADDRESS]"
+              "[--timeout SECONDS] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS
 
 /* What happens after a command. */
 enum { NEXT, CLOSE };

@@ -18,7 +18,8 @@
  *   with the serving thread. Everything else must be called from one thread
  *   at a time: the thread that owns the server (or, for functions taking an
  *   ss_request, the thread running that request's handler).
- * - Every descriptor the library creates is close-on-exec.
+ * - Every descriptor the library creates, or adopts ("fd:N", "systemd"),
+ *   is close-on-exec.
  *
  * The request pipeline is Python's:
  *
@@ -107,10 +108,14 @@ typedef struct ss_address {
  *   "unix:NAME"                        a Unix socket path NAME (any form)
  *   "@NAME", "unix:@NAME"              a Linux abstract socket name
  * Port 0 asks the kernel for a free port when the address is bound.
+ * "fd:N", "systemd" and "systemd:NAME" name a socket the process was
+ * given, not an address: only the server constructors take them (see
+ * there), and this function refuses them with -EINVAL.
  * Returns 0, or -EINVAL (NULL or empty text, bad syntax, port not a number
- * or out of range 0-65535), -ENAMETOOLONG (path longer than sun_path),
- * -ENXIO (host name not found), -EAGAIN (resolver temporarily failing).
- * On failure ss_last_error() says what was wrong. Any thread. */
+ * or out of range 0-65535, a form that names a socket), -ENAMETOOLONG
+ * (path longer than sun_path), -ENXIO (host name not found), -EAGAIN
+ * (resolver temporarily failing). On failure ss_last_error() says what was
+ * wrong. Any thread. */
 SS_EXTERN int ss_address_parse(ss_address *out, const char *text);
 
 /* Write `a` as "127.0.0.1:8080", "[::1]:8080", "/path" or "@name" into buf
@@ -206,20 +211,68 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
 } ss_server_options;
 
 /* Server types x concurrency: twelve constructors. `address` is parsed as by
- * ss_address_parse (for the Unix types any text is a path, "unix:" prefix
- * optional). `handler` is copied; it must have a handle function. `options`
- * may be NULL and is copied. Unless options->defer_bind, the socket is bound
- * and activated (listen for stream types) before the constructor returns.
+ * ss_address_parse (for the Unix types any other text is a path, "unix:"
+ * prefix optional: write "./systemd" or "unix:fd:3" for files of those
+ * names), or names a socket the process was given:
+ *   "fd:N"          the inherited descriptor N
+ *   "systemd"       the first socket passed by systemd socket activation
+ *                   (LISTEN_PID, LISTEN_FDS; they start at descriptor 3)
+ *                   that fits the type and no server took yet
+ *   "systemd:NAME"  the first such socket named NAME in LISTEN_FDNAMES
+ *                   (colon-separated; a socket it gives no name is named
+ *                   "unknown", as in systemd)
+ * Such a socket must fit the type: its family (IPv4 or IPv6 for TCP and
+ * UDP, AF_UNIX for the Unix types) and SOCK_STREAM or SOCK_DGRAM; a stream
+ * socket must be listening or bound (then the constructor calls listen(),
+ * with request_queue_size); a datagram socket bound and not connected. It
+ * is never bound again (reuse_address and reuse_port do not apply), a
+ * listener keeps its backlog, ss_server_address() is its own address, and
+ * defer_bind works as for any server: ss_server_bind succeeds without
+ * binding, ss_server_activate listens if it is not listening yet. Once
+ * the constructor succeeds the server owns the descriptor: it is made
+ * non-blocking and close-on-exec, ss_server_close / ss_server_free close
+ * it, and a Unix socket file it names is never removed (it is not this
+ * server's). When the constructor fails, the descriptor is the caller's
+ * still, open and with its flags as they were.
+ * The systemd variables are read once per process, the first time a
+ * constructor is given "systemd..." (or "fd:N": a socket taken that way is
+ * not handed out as "systemd" too), under a lock (several threads may
+ * construct at once) and remembered, so that several servers (a TCP and a
+ * UDP one from one .socket unit, say) each take theirs; a socket taken is
+ * not handed out again, even after its server is freed. Variables for this process (LISTEN_PID is
+ * getpid()) are then removed from the environment, so children never see
+ * them; those of another process are left alone (and are looked at again
+ * next time). A process forked after they were read has a process id of
+ * its own: it finds no sockets passed to it (the variables are gone), and
+ * one forked before they were read finds LISTEN_PID naming its parent.
+ * Removing the variables races with getenv in other threads, as
+ * sd_listen_fds(1) does: construct before starting threads that read the
+ * environment. Sockets passed but not taken are left as they are.
+ *
+ * `handler` is copied; it must have a handle function. `options` may be
+ * NULL and is copied. Unless options->defer_bind, the socket is bound and
+ * activated (listen for stream types) before the constructor returns.
  *
  * Returns the server, to be released with ss_server_free(); or NULL with
  * errno set and ss_last_error() naming the operation and input:
  *   EINVAL        NULL or empty address, NULL handler, no handle function,
- *                 bad port, an address of the wrong kind for the type
+ *                 bad port, an address of the wrong kind for the type;
+ *                 "fd:N" with N not a number, or a descriptor that is not
+ *                 a socket ("fd:7 is a pipe, not a socket") or does not
+ *                 fit ("fd:7 is a UDP socket; the tcp server needs a
+ *                 SOCK_STREAM socket"; a connected socket; one bound to
+ *                 no address); "systemd" with no variables, LISTEN_PID not
+ *                 this process ("systemd: LISTEN_PID is not this
+ *                 process"), LISTEN_FDS 0 or not a number, no free socket
+ *                 that fits, a NAME not in LISTEN_FDNAMES ("systemd:web:
+ *                 no such name in LISTEN_FDNAMES") or taken already
+ *   EBADF         "fd:N" where N is not an open descriptor
  *   ENAMETOOLONG  Unix path longer than sun_path
  *   ENXIO         unknown host name
  *   EADDRINUSE    port in use, or a live server on the Unix path
  *   EACCES, EADDRNOTAVAIL, EMFILE, ENOMEM, ...  from the system
- * A failed construction leaves no descriptor or memory behind. */
+ * A failed construction leaves no descriptor or memory behind (and an
+ * inherited descriptor open, as it was, and free for another server). */
 SS_EXTERN ss_server *ss_tcp_server_new(const char *address,
                                        const ss_handler *handler,
                                        const ss_server_options *options);
@@ -407,7 +460,10 @@ SS_EXTERN int ss_server_broadcast(ss_server *server, const void *buf,
 /* Only with defer_bind: run the server_bind / server_activate hooks, from
  * the owning thread. Return 0 or a negative errno (ss_last_error() says
  * more); -EINVAL when the server is already bound / active, not yet bound
- * (activate) or closed. */
+ * (activate) or closed. On an inherited socket ("fd:N", "systemd") the
+ * base server_bind binds nothing (the socket is bound already) and only
+ * records its address; server_activate listens only if it is not
+ * listening yet. */
 SS_EXTERN int ss_server_bind(ss_server *server);
 SS_EXTERN int ss_server_activate(ss_server *server);
 

@@ -192,6 +192,10 @@ int ss_address_parse(ss_address *out, const char *text)
         return ss__error(-EINVAL, "address: no output");
     if (!text || !*text)
         return ss__error(-EINVAL, "address: empty");
+    if (ss__activation_is_ref(text))
+        return ss__error(-EINVAL, "address '%s' names a socket, not an "
+                         "address: only the server constructors take it",
+                         text);
     if (strncmp(text, "unix:", 5) == 0 || text[0] == '/' || text[0] == '.' ||
         text[0] == '@')
         return ss__address_parse_unix(out, text);

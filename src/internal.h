@@ -13,6 +13,10 @@
  *                                         place request I/O waits
  *   request.c                             rfile / wfile / recv / send
  *   server.c                              the pipeline and serving loop
+ *   activation.c                          inherited sockets the
+ *                                         constructors adopt (fd:N,
+ *                                         systemd); address.c asks it only
+ *                                         whether a text names one
  *   stream.c, datagram.c, unix.c          the server types
  *   threading.c, forking.c, pool.c,       the concurrency models
  *   async.c, blocking.c, prefork.c,       and the public constructors
@@ -120,6 +124,45 @@ void ss__address_unmap(ss_address *a);
  * takes either; other IPv6 stacks want the mapped one). */
 const ss_address *ss__address_for_socket(const ss_address *a, int family,
                                          ss_address *tmp);
+
+/* ---- inherited sockets (activation.c) ----------------------------------- */
+
+/* A socket named by "fd:N", "systemd" or "systemd:NAME" that fits a server
+ * type, found but not yet taken over. */
+typedef struct ss__adoption {
+    int fd;                 /* -1: none */
+    int fd_flags;           /* F_GETFD, F_GETFL as the caller left them, */
+    int fl_flags;           /* put back when construction fails */
+    int slot;               /* the systemd socket reserved for it, or -1 */
+} ss__adoption;
+
+/* Does `text` name a socket ("fd:N", "systemd", "systemd:NAME") rather
+ * than an address? */
+bool ss__activation_is_ref(const char *text);
+
+struct ss__type;
+/* Find the socket `text` names for a server of `type` and check that it
+ * fits (family, type, listening or bound and unconnected), changing
+ * nothing; a systemd socket is reserved. 0 with *out and *address (the
+ * socket's own), or -EINVAL, -EBADF, ... with the message. */
+int  ss__activation_find(const struct ss__type *type, const char *text,
+                         ss__adoption *out, ss_address *address);
+/* Give back what ss__activation_find reserved (nothing was adopted). */
+void ss__activation_cancel(ss__adoption *a);
+
+/* The server takes the socket over (server.c, before anything can fail). */
+void ss__activation_adopt(ss_server *s, const ss__adoption *a);
+/* server_bind of an adopted socket: no bind(2), the real address only. */
+int  ss__activation_bind(ss_server *s);
+/* server_activate of an adopted socket: listening already? */
+bool ss__activation_listening(const ss_server *s);
+/* The last step of a construction: non-blocking and close-on-exec, like
+ * the library's own server sockets. 0 or -errno (flags given back). */
+int  ss__activation_finish(ss_server *s);
+/* A construction failed: the descriptor is the caller's again, open, with
+ * its flags as they were; the reservation is given back. No-op for a
+ * server that adopted nothing. */
+void ss__activation_disown(ss_server *s);
 
 /* ---- server types, models ----------------------------------------------- */
 
@@ -327,6 +370,11 @@ struct ss_server {
     ss_address           address;       /* after bind: the real one */
     bool                 bound, activated;
     atomic_bool          closed;
+
+    /* an inherited socket ("fd:N", "systemd"): never bound, never
+     * unlinked; given back when construction fails */
+    bool                 adopted;
+    ss__adoption         adoption;
 
     /* a Unix socket file this server created, removed by server_close */
     char                *unix_path;

@@ -125,7 +125,7 @@ static bool still_own_socket(const ss_server *s)
 
 static int check_arguments(const ss__type *type, const char *func,
                            const char *address, const ss_handler *handler,
-                           ss_address *out)
+                           ss_address *out, ss__adoption *adoption)
 {
     int err;
 
@@ -141,8 +141,11 @@ static int check_arguments(const ss__type *type, const char *func,
     if (!address || !*address)
         return ss__error(-EINVAL, "%s: address is %s", func,
                          address ? "empty" : "NULL");
-    err = type->unix_family ? ss__address_parse_unix(out, address)
-                            : ss_address_parse(out, address);
+    if (ss__activation_is_ref(address))     /* "fd:N", "systemd[:NAME]" */
+        err = ss__activation_find(type, address, adoption, out);
+    else
+        err = type->unix_family ? ss__address_parse_unix(out, address)
+                                : ss_address_parse(out, address);
     if (err < 0) {
         char why[512];
 
@@ -186,39 +189,47 @@ ss_server *ss__server_new(const ss__type *type, const char *func,
                           const char *address, const ss_handler *handler,
                           const ss_server_options *options)
 {
+    ss__adoption adoption = {.fd = -1, .slot = -1};
     ss_address addr;
     ss_server *s;
     int err;
 
     ss__clear_error();
-    if ((err = check_arguments(type, func, address, handler, &addr)) < 0) {
+    if ((err = check_arguments(type, func, address, handler, &addr,
+                               &adoption)) < 0) {
         errno = -err;
         return NULL;
     }
     if (!(s = server_alloc(type, handler, options))) {
+        ss__activation_cancel(&adoption);
         ss__error(-ENOMEM, "%s", func);
         errno = ENOMEM;
         return NULL;
     }
     s->address = addr;
+    if (adoption.fd >= 0)
+        ss__activation_adopt(s, &adoption);
     err = ss__wakeup_open(&s->wake);
     if (err < 0)
         ss__error(err, "%s: wake-up descriptor", func);
     if (!err && type->socktype == SOCK_DGRAM &&
         !(s->scratch = malloc(s->max_packet_size)))
         err = ss__error(-ENOMEM, "%s: receive buffer", func);
-    if (!err)
+    if (!err && !s->adopted)
         err = open_socket(s);
     if (!err && !s->options.defer_bind) {
         err = ss_server_bind(s);
         if (!err)
             err = ss_server_activate(s);
     }
+    if (!err && s->adopted)
+        err = ss__activation_finish(s);     /* once nothing else can fail */
     if (err < 0) {
         char why[512];
 
         /* Closing must not overwrite the reason. */
         snprintf(why, sizeof why, "%s", ss_last_error());
+        ss__activation_disown(s);   /* an inherited socket stays open */
         ss_server_free(s);
         ss__set_error("%s", why);
         errno = -err;

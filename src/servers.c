@@ -12,6 +12,7 @@ static ss_server *with_model(ss_server *s, int (*use)(ss_server *),
     if (!s)
         return NULL;
     if ((err = use(s)) < 0) {
+        ss__activation_disown(s);   /* an inherited socket stays open */
         ss_server_free(s);
         ss__error(err, "%s", func);
         errno = -err;

@@ -52,6 +52,8 @@ int ss__tcp_server_bind(ss_server *s)
     ss_address real;
     int fd = atomic_load(&s->fd), err;
 
+    if (s->adopted)
+        return ss__activation_bind(s);  /* inherited: bound already */
     if ((err = set_bind_options(s)) < 0)
         return err;
     if (bind(fd, (struct sockaddr *)&s->address.storage, s->address.len) < 0)
@@ -72,6 +74,8 @@ int ss__tcp_server_activate(ss_server *s)
 
     if (backlog <= 0)
         backlog = SOMAXCONN;
+    if (s->adopted && ss__activation_listening(s))
+        return 0;   /* an inherited listener keeps its backlog */
     if (listen(atomic_load(&s->fd), backlog) < 0)
         return ss__error(-errno, "listen %s",
                          ss_address_format(&s->address, a, sizeof a));

@@ -70,6 +70,8 @@ static int unix_server_bind(ss_server *s)
     char copy[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
     int err;
 
+    if (s->adopted)     /* inherited: bound already, its file not ours */
+        return ss__activation_bind(s);
     if (path)
         snprintf(copy, sizeof copy, "%s", path);
     err = ss__tcp_server_bind(s);

@@ -1,6 +1,7 @@
 # The examples, run as separate processes and driven by real clients (nc,
-# socat, curl, Python scripts written the articles' way). include()d from
-# tests/CMakeLists.txt when the examples are built.
+# socat, curl, Python scripts written the articles' way), and started by
+# systemd-socket-activate. include()d from tests/CMakeLists.txt when the
+# examples are built.
 add_library(ss_example_harness STATIC ${CMAKE_CURRENT_LIST_DIR}/example_harness.c)
 target_link_libraries(ss_example_harness PUBLIC ss_test_helpers)
 target_compile_definitions(ss_example_harness PUBLIC
@@ -14,7 +15,8 @@ set(echo_programs echo_tcp_server echo_tcp_client echo_udp_server
 set(chat_programs chat_server)
 set(upload_programs upload_server upload_client)
 set(http_programs http_server)
-foreach(kind echo chat upload http)
+set(activation_programs echo_tcp_server echo_udp_server echo_unix_server)
+foreach(kind echo chat upload http activation)
   set(name test_examples_${kind})
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${name}.c)
     add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${name}.c)
