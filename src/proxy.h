@@ -14,6 +14,14 @@
  * on every connection of the listener it was configured for, and should
  * take connections there only from proxies it trusts (anyone else could
  * claim any address).
+ *
+ * A reader appends what each recv() brings to a buffer of up to
+ * SS__PROXY_MAX bytes and calls ss__proxy_parse() on all of it: on 0 it
+ * reads more, on -EPROTO it closes the connection, on n > 0 it takes the
+ * header's source as the client's address (unless local) and hands the
+ * bytes after n to the application, which must not miss them. The spec
+ * asks the receiver to start nothing before the header is complete, and
+ * suggests a timeout of a few seconds (no less than 3) for it to arrive.
  */
 #ifndef SS_PROXY_H
 #define SS_PROXY_H
@@ -92,6 +100,9 @@ typedef struct ss__proxy_header {
  * too and skips the block unread: where its addresses would end is not
  * defined, so there are no TLVs to find. Other families and transports are
  * refused.
+ *
+ * The transport (STREAM or DGRAM) is checked but not reported: what the
+ * server serves is its own socket's type.
  *
  * Ports and addresses are stored in network byte order, with the length of
  * struct sockaddr_in or sockaddr_in6. A Unix address is the 108-byte field
