@@ -16,3 +16,14 @@ foreach(name test_upload_header test_http_parser)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS parsers)
 endforeach()
+
+# The PROXY protocol header parser of the library, compiled alone: it
+# depends on nothing but libc and the public header.
+add_executable(test_proxy_parser ${CMAKE_CURRENT_LIST_DIR}/test_proxy_parser.c
+               ${CMAKE_CURRENT_LIST_DIR}/parser_check.c
+               ${CMAKE_CURRENT_LIST_DIR}/../src/proxy.c)
+target_include_directories(test_proxy_parser PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/../include ${CMAKE_CURRENT_LIST_DIR}/../src)
+target_link_libraries(test_proxy_parser PRIVATE PkgConfig::CMOCKA)
+add_test(NAME test_proxy_parser COMMAND test_proxy_parser)
+set_tests_properties(test_proxy_parser PROPERTIES TIMEOUT 60 LABELS parsers)
