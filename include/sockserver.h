@@ -208,7 +208,47 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
     bool   keep_sched_policy;   /* pool: leave the serving thread's
                                    scheduling policy alone while it serves
                                    (see ss_server_use_thread_pool) */
+    /* Deployment (API.md): */
+    int    proxy_protocol;      /* 0 off; SS_PROXY_REQUIRED: every stream
+                                   connection begins with a PROXY protocol
+                                   header, v1 or v2 (HAProxy's), detected by
+                                   its first bytes; client addresses are the
+                                   ones it carries (ss_request_peer_address
+                                   keeps the proxy's); a LOCAL or UNKNOWN
+                                   header keeps the peer's. Enable only
+                                   behind a proxy you run: anyone who can
+                                   connect can claim any address. */
+    double proxy_timeout;       /* seconds to receive the header; 0 = 5 */
+    unsigned max_connections;   /* live stream requests at once in this
+                                   process (threading, pool, async, sync);
+                                   0 = no limit; at the limit the server
+                                   stops accepting (clients wait in the
+                                   backlog, none is refused) until one
+                                   ends */
+    void (*log)(void *data, const char *line);  /* every line the library
+                                   would write to stderr (handle_error's
+                                   default text, accept pauses, prefork
+                                   restarts, slow handlers) goes here
+                                   instead, one call per line, without its
+                                   newline, from whichever thread or
+                                   process wrote it; data = options.data.
+                                   (A stack overflow's last line goes to
+                                   stderr: it is written from a signal
+                                   handler.) */
 } ss_server_options;
+
+/* options.proxy_protocol: every stream connection must begin with a PROXY
+ * protocol header. A datagram server with it fails to construct (EINVAL).
+ * The header is read in the request's own context (its handler thread,
+ * child or coroutine), never by the accepting loop, within proxy_timeout;
+ * verify_request then runs there too, after the header, so that it sees
+ * the real client (in the synchronous model a silent client therefore
+ * holds the server for up to proxy_timeout). A malformed, truncated or
+ * late header (a v1 line must end in CRLF): handle_error(-EPROTO or
+ * -ETIMEDOUT), the connection closed, nothing handled. Bytes that follow
+ * the header are the handler's. The header's bytes are not request I/O
+ * (not in bytes_received). */
+#define SS_PROXY_REQUIRED 1
 
 /* Server types x concurrency: twelve constructors. `address` is parsed as by
  * ss_address_parse (for the Unix types any other text is a path, "unix:"
@@ -543,6 +583,29 @@ SS_EXTERN void ss_server_close(ss_server *server);
  * open, free releases it and its Unix socket file. */
 SS_EXTERN void ss_server_free(ss_server *server);
 
+/* ---- statistics -------------------------------------------------------- */
+
+typedef struct ss_server_stats {
+    unsigned long long accepted;      /* requests get_request produced */
+    unsigned long long refused;       /* verify_request said no */
+    unsigned long long failed;        /* handle_error calls, overridden or
+                                         not */
+    unsigned long long bytes_received, bytes_sent;   /* request I/O */
+    unsigned long long accept_pauses; /* each time accepting stopped: an
+                                         EMFILE back-off or max_connections
+                                         reached */
+    unsigned active;                  /* live requests now */
+    unsigned peak_active;
+} ss_server_stats;
+
+/* A snapshot, from any thread: 0, or -EINVAL. Counting costs one update
+ * per request, not per I/O call. Forking: what the children count is
+ * counted too (the counters are shared memory), and active is the number
+ * of children. Prefork: the parent's snapshot is the sum over its live
+ * and past workers, current while they serve. */
+SS_EXTERN int ss_server_get_stats(const ss_server *server,
+                                  ss_server_stats *out);
+
 /* ---- overridable hooks (the vtable) ---------------------------------- */
 
 typedef struct ss_server_ops {
@@ -603,6 +666,9 @@ SS_EXTERN const ss_server_ops *ss_server_ops_current(const ss_server *server);
  * request has been closed. */
 SS_EXTERN int               ss_request_fd(const ss_request *request);
 SS_EXTERN const ss_address *ss_request_client_address(const ss_request *request);
+/* The proxy's own address (the TCP peer) when the request came through
+ * the PROXY protocol, else the same as ss_request_client_address. */
+SS_EXTERN const ss_address *ss_request_peer_address(const ss_request *request);
 SS_EXTERN ss_server        *ss_request_server(const ss_request *request);
 /* handler->state_size zeroed bytes, aligned for any type; NULL when
  * state_size is 0. Lives as long as the request. */

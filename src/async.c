@@ -36,8 +36,6 @@
 #define SS_ASYNC_BLOCKING_MAX   1024
 #define SS_ACCEPT_BATCH         64      /* connections per readiness */
 #define SS_DGRAM_BATCH          32      /* datagrams per recvmmsg */
-#define SS_BACKOFF_MIN          0.01    /* accept pause after EMFILE, s */
-#define SS_BACKOFF_MAX          0.25
 
 /* Commands to a loop, run on its thread. */
 enum {
@@ -60,7 +58,7 @@ typedef struct aloop {
     atomic_bool  want_listen;
     bool         listening;     /* under a->lock */
     bool         accepted;      /* took a request since last looked at */
-    double       accept_delay;  /* current back-off, 0 when none */
+    ss__backoff  backoff;       /* after EMFILE and the like */
     ss__task    *resumer;       /* the task that ends the back-off */
     atomic_uint  cmds;
     ss__post     post;          /* carries cmds */
@@ -97,11 +95,14 @@ static int64_t ns_from(double seconds)
  * request_main left the client's address in its label. */
 static void on_slow(ss__loop *l, ss__task *t, int64_t ns, void *arg)
 {
-    (void)l, (void)arg;
-    ss__log("libsockserver: the handler of the request from %s held its "
-            "event loop %.3f s without waiting; no other request of the "
-            "loop ran meanwhile (run blocking work with ss_run_blocking)",
-            t->label[0] ? t->label : "(a broadcast)", (double)ns / 1e9);
+    aloop *al = arg;
+
+    (void)l;
+    ss__log(al->server, "libsockserver: the handler of the request from %s "
+            "held its event loop %.3f s without waiting; no other request "
+            "of the loop ran meanwhile (run blocking work with "
+            "ss_run_blocking)", t->label[0] ? t->label : "(a broadcast)",
+            (double)ns / 1e9);
 }
 
 /* From the SIGSEGV handler: write(2) only, and formatting that takes no
@@ -138,7 +139,7 @@ static void apply_listen(aloop *al)
 {
     ss_server *s = al->server;
     bool want = atomic_load(&al->want_listen) && atomic_load(&s->fd) >= 0 &&
-                !al->resumer;
+                !al->resumer && !ss__admission_full(s);
     bool changed = false;
 
     if (want && !al->listening) {
@@ -218,7 +219,7 @@ static void command_all(async *a, unsigned bits)
 static void resume_accepting(void *arg)
 {
     aloop *al = arg;
-    int64_t at = ss__now_ns() + ns_from(al->accept_delay);
+    int64_t at = ns_from(al->backoff.resume);
 
     if (ss__task_park(al->loop.current, NULL, at, 0) == 0) {
         al->resumer = NULL;
@@ -229,25 +230,16 @@ static void resume_accepting(void *arg)
 }
 
 /* Out of descriptors or memory: stop polling the server socket for a while
- * (doubling up to SS_BACKOFF_MAX) instead of spinning on it. */
+ * instead of spinning on it; a task of the loop's takes it up again. */
 static void pause_accepting(aloop *al, int err)
 {
-    ss_server *s = al->server;
-    char a[SS_ADDRESS_STRLEN];
-
     if (al->resumer)
         return;
-    al->accept_delay = al->accept_delay == 0 ? SS_BACKOFF_MIN
-                       : al->accept_delay * 2 > SS_BACKOFF_MAX
-                       ? SS_BACKOFF_MAX : al->accept_delay * 2;
+    ss__backoff_failed(al->server, &al->backoff, err);
     if (!(al->resumer = ss__loop_spawn(&al->loop, resume_accepting, al,
                                        NULL)))
         return;     /* no memory even for that: keep polling */
     apply_listen(al);
-    if (al->accept_delay == SS_BACKOFF_MIN)
-        ss__log("libsockserver: accept on %s: %s; pausing accepts until "
-                "resources are free",
-                ss_address_format(&s->address, a, sizeof a), ss_strerror(err));
 }
 
 static void get_request_failed(aloop *al, int err)
@@ -261,7 +253,7 @@ static void get_request_failed(aloop *al, int err)
         apply_listen(al);
         break;
     case SS__GET_LOG:
-        ss__log("libsockserver: get_request: %s", ss_strerror(err));
+        ss__log(al->server, "libsockserver: get_request: %s", ss_strerror(err));
         break;
     default:
         break;
@@ -327,34 +319,45 @@ static void on_listen(ss__loop *l, void *arg)
         s->ops.get_request == s->type->ops->get_request) {
         if ((err = receive_batch(al)) < 0)
             get_request_failed(al, err);
-        else
-            al->accept_delay = 0;
+        else if (al->backoff.failures)
+            ss__backoff_succeeded(s, &al->backoff);
         return;
     }
 #endif
     for (i = 0; i < SS_ACCEPT_BATCH; i++) {
         if (i > 0 && ss__shutdown_requested(s))
             break;
+        if (!ss__admission_take(s)) {
+            apply_listen(al);   /* max_connections: wait for an end */
+            break;
+        }
         if ((err = s->ops.get_request(s, &r)) < 0) {
+            ss__admission_undo(s);
             get_request_failed(al, err);
             break;
         }
-        al->accept_delay = 0;
+        r->admitted = s->options.max_connections > 0;
+        if (al->backoff.failures)
+            ss__backoff_succeeded(s, &al->backoff);
         ss__dispatch(s, r);
         al->accepted = true;
     }
 }
 
-/* The server's wake-up (loop 0): a shutdown was asked for, or a drain
- * began. The serving loop sees the shutdown when this turn ends. */
+/* The server's wake-up (loop 0): a shutdown was asked for, a drain began,
+ * or a request ended at max_connections. The serving loop sees the
+ * shutdown when this turn ends. */
 static void on_server_wake(ss__loop *l, void *arg)
 {
     aloop *al = arg;
+    ss_server *s = al->server;
 
     (void)l;
-    ss__wakeup_drain(&al->server->wake);
-    if (atomic_load(&al->server->drain_deadline_ns) != 0)
+    ss__wakeup_drain(&s->wake);
+    if (atomic_load(&s->drain_deadline_ns) != 0)
         command_all(al->a, CMD_DRAIN);
+    if (s->options.max_connections && !ss__admission_full(s))
+        command_all(al->a, CMD_LISTEN);
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -475,7 +478,7 @@ static void *loop_main(void *arg)
     (void)ss__stack_altstack_ensure();
     while (!al->stop) {
         if ((n = ss__loop_run_once(&al->loop, -1)) < 0) {
-            ss__log("libsockserver: async loop %u: %s", al->index,
+            ss__log(al->server, "libsockserver: async loop %u: %s", al->index,
                     ss_strerror(n));
             poll(NULL, 0, 10);
         }

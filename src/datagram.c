@@ -34,6 +34,7 @@ int ss__udp_request(ss_server *s, const void *packet, size_t len,
         return -ENOMEM;
     memcpy(r->rbuf, packet, len);
     r->rcap = r->rend = len;
+    r->bytes_in = len;
     r->datagram = true;
     r->client = *peer;
     /* Python silently handles the first max_packet_size bytes as if they

@@ -90,21 +90,33 @@ static void write_stderr(const char *line, size_t len)
     errno = saved;
 }
 
-void ss__log(const char *fmt, ...)
+/* The user's log gets one call per line, without the newline; stderr gets
+ * the text in one write, so that lines from several threads or processes
+ * do not interleave. */
+void ss__log(const ss_server *s, const char *fmt, ...)
 {
-    char line[600];
+    char text[1024], *line, *nl;
     va_list ap;
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    n = vsnprintf(text, sizeof text - 1, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
-    if ((size_t)n > sizeof line - 2)
-        n = sizeof line - 2;
-    line[n++] = '\n';
-    write_stderr(line, (size_t)n);
+    if ((size_t)n > sizeof text - 2)
+        n = sizeof text - 2;
+    if (s && s->options.log) {
+        text[n] = '\0';
+        for (line = text; line; line = nl) {
+            if ((nl = strchr(line, '\n')))
+                *nl++ = '\0';
+            s->options.log(s->options.data, line);
+        }
+        return;
+    }
+    text[n++] = '\n';
+    write_stderr(text, (size_t)n);
 }
 
 int64_t ss__now_ns(void)

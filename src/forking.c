@@ -163,6 +163,7 @@ static void run_child(ss_server *s, ss_request *r)
         ss__server_close_socket(s);     /* the datagram reply needs it */
     status = ss__finish_and_report(s, r);
     s->ops.shutdown_request(s, r);      /* no free: the process ends now */
+    ss__stats_request_end(s, r);        /* its bytes: shared memory */
     _exit(status == 0 ? 0 : 1);
 }
 
@@ -214,7 +215,7 @@ static int forking_process_request(ss_server *s, ss_request *r,
         return -errno;
     }
     t->children[t->count] = pid;
-    atomic_fetch_add(&t->count, 1);
+    ss__stats_peak(s, (unsigned)atomic_fetch_add(&t->count, 1) + 1);
     /* Close only: shutdown_request would half-close the child's copy. */
     s->ops.close_request(s, r);
     ss__request_unref(r);

@@ -42,9 +42,10 @@ void ss__set_error(const char *fmt, ...) SS__PRINTF(1, 2);
 /* Set "<formatted>: <strerror(err)>" as the last error and return err
  * (a negative errno). */
 int ss__error(int err, const char *fmt, ...) SS__PRINTF(2, 3);
-/* One line on stderr, written with a single write(2) so lines from several
- * threads or processes do not interleave. */
-void ss__log(const char *fmt, ...) SS__PRINTF(1, 2);
+/* A line (or lines) of the library's: to options.log, one call per line,
+ * when the server has one; else to stderr in a single write(2) so lines
+ * from several threads or processes do not interleave. s may be NULL. */
+void ss__log(const ss_server *s, const char *fmt, ...) SS__PRINTF(2, 3);
 
 /* An absolute time `seconds` from now on `clock`, for timed waits. */
 void ss__abstime(struct timespec *ts, clockid_t clock, double seconds);
@@ -164,6 +165,17 @@ int  ss__activation_finish(ss_server *s);
  * server that adopted nothing. */
 void ss__activation_disown(ss_server *s);
 
+/* ---- accept pauses (server.c) ------------------------------------------- */
+
+/* The back-off of a serving loop whose get_request ran out of descriptors
+ * or memory (a thread model's loop, each async loop). */
+typedef struct ss__backoff {
+    double   delay;         /* current pause, s; 0 after a success */
+    double   resume;        /* ss__now() when to accept again; 0: now */
+    double   last;          /* the latest failure */
+    unsigned failures;      /* in this pause; 0 when not paused */
+} ss__backoff;
+
 /* ---- server types, models ----------------------------------------------- */
 
 typedef struct ss__type {
@@ -241,6 +253,15 @@ struct ss_request {
                                        for stream requests of thread
                                        models (has_wlock) */
     bool            has_wlock;
+    bool            counted;        /* in the server's active count */
+    bool            admitted;       /* holds a max_connections place */
+    bool            late_verify;    /* PROXY protocol: header, then
+                                       verify_request, in its own context */
+    bool            proxied;        /* client came from a PROXY header;
+                                       peer is the proxy */
+    ss_address      peer;
+    unsigned long long bytes_in, bytes_out;  /* request I/O, given to the
+                                       server's statistics at the end */
     bool            spare;          /* a datagram request kept for reuse
                                        (request.c) */
 
@@ -298,6 +319,10 @@ void ss__request_ref(ss_request *r);
 void ss__request_unref(ss_request *r);
 /* Close the connection: unregister, then close fd under wlock. Idempotent. */
 void ss__request_close_fd(ss_request *r);
+/* PROXY protocol: read the header (waiting `timeout` s at most) into the
+ * read buffer, leave what follows it there for the handler, and make the
+ * client address the one it carries. 0, -EPROTO or -ETIMEDOUT. */
+int  ss__request_read_proxy(ss_request *r, double timeout);
 /* Before setup: apply the handler timeout and TCP_NODELAY. */
 int  ss__request_begin(ss_request *r);
 /* After finish: flush the stream buffer, or send the datagram reply. */
@@ -398,9 +423,7 @@ struct ss_server {
                                            may no longer be applied */
 
     /* accept back-off after EMFILE and the like */
-    double               accept_resume; /* ss__now() when to accept again */
-    double               accept_delay;
-    bool                 accept_logged;
+    ss__backoff          backoff;
 
     /* live requests */
     pthread_mutex_t      reg_lock;
@@ -411,7 +434,45 @@ struct ss_server {
 #define SS__SPARES 4
     _Atomic(ss_request *) spares[SS__SPARES];   /* finished datagram
                                                    requests, for reuse */
+
+    /* statistics and max_connections (stats.c) */
+    struct ss__stats    *stats;         /* shared memory */
+    atomic_uint         *worker_slot;   /* a prefork worker's live count */
+    atomic_uint          admitted;      /* places of max_connections taken */
+    atomic_bool          at_limit;      /* accepting stopped for want of
+                                           one: counted as a pause once */
 };
+
+/* ---- statistics and max_connections (stats.c) ------------------------------ */
+
+typedef enum ss__stat {
+    SS__STAT_ACCEPTED, SS__STAT_REFUSED, SS__STAT_FAILED, SS__STAT_PAUSES
+} ss__stat;
+
+/* The counters, in memory that forked processes share: 0 or -ENOMEM. */
+int  ss__stats_open(ss_server *s);
+void ss__stats_close(ss_server *s);
+/* Room for a live count per prefork worker; in worker `index`, count its
+ * requests there too; when a worker died, take its live ones off. */
+int  ss__stats_prefork(ss_server *s, unsigned workers);
+void ss__stats_worker(ss_server *s, unsigned index);
+void ss__stats_worker_died(ss_server *s, unsigned index);
+void ss__stats_count(ss_server *s, ss__stat which);
+/* A request begins (live) and ends (its bytes, its place given back). */
+void ss__stats_request_begin(ss_server *s, ss_request *r);
+void ss__stats_request_end(ss_server *s, ss_request *r);
+/* max_connections: take a place before accepting a stream request (false
+ * at the limit: accepting stops, counted as a pause), give it back when
+ * get_request produced nothing, or when the request ends (which wakes the
+ * serving loop if it stopped). Without a limit they cost a branch. */
+bool ss__admission_take(ss_server *s);
+void ss__admission_undo(ss_server *s);
+void ss__admission_end(ss_server *s);
+/* At the limit (the serving loop stops polling the listener; counted as a
+ * pause once)? */
+bool ss__admission_full(ss_server *s);
+/* Peak active: at least `now`. */
+void ss__stats_peak(ss_server *s, unsigned now);
 
 /* The pipeline (server.c). */
 /* verify, process, and on failure handle_error + shutdown_request: Python's
@@ -424,6 +485,14 @@ void ss__end_request(ss_server *s, ss_request *r);
 int  ss__finish_and_report(ss_server *s, ss_request *r);
 /* ss__finish_and_report + ss__end_request: what a handler thread runs. */
 int  ss__run_request(ss_server *s, ss_request *r);
+/* Accepting failed for want of resources: pause it (the first failure of
+ * a pause logs a line and counts a pause). After a request was accepted:
+ * a pause that has seen no failure for a while ends, with a line saying
+ * how many it saw (call only while b->failures). */
+void ss__backoff_failed(ss_server *s, ss__backoff *b, int err);
+void ss__backoff_succeeded(ss_server *s, ss__backoff *b);
+/* Call the handle_error hook, counting it. */
+void ss__report(ss_server *s, ss_request *r, int err);
 /* Default handle_error text to stderr. */
 void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
                      int err);

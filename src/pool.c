@@ -174,7 +174,7 @@ static int start_workers(ss_server *s, pool *p)
         p->started++;
     }
     if (rc != 0 && p->started > 0 && !p->start_logged) {
-        ss__log("libsockserver: thread pool: started %u of %u workers: %s",
+        ss__log(s, "libsockserver: thread pool: started %u of %u workers: %s",
                 p->started, p->workers, ss_strerror(rc));
         p->start_logged = true;
     }

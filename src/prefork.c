@@ -45,12 +45,13 @@ bool ss__prefork_is_worker(const ss_server *s)
 /* ---- in the worker ------------------------------------------------------ */
 
 /* Make the inherited copy of the server this process's own. */
-static int become_worker(ss_server *s)
+static int become_worker(ss_server *s, unsigned index)
 {
     struct ss__prefork *p = s->prefork;
     unsigned i;
 
     p->is_worker = true;
+    ss__stats_worker(s, index);
     for (i = 0; i < p->count; i++)
         if (p->w[i].pidfd >= 0)
             ss__close(p->w[i].pidfd);
@@ -69,14 +70,14 @@ static int become_worker(ss_server *s)
     return ss__signals_in_worker(s);
 }
 
-static void worker_main(ss_server *s, double poll_interval)
+static void worker_main(ss_server *s, unsigned index, double poll_interval)
 {
-    int err = become_worker(s);
+    int err = become_worker(s, index);
 
     if (err == 0)
         err = ss__model_serve(s, poll_interval);
     else
-        ss__log("libsockserver: prefork worker %d: %s", (int)getpid(),
+        ss__log(s, "libsockserver: prefork worker %d: %s", (int)getpid(),
                 ss_strerror(err));
     ss_server_close(s);     /* drains the worker's own handlers */
     _exit(err == 0 ? 0 : 1);
@@ -91,12 +92,12 @@ static int start_worker(ss_server *s, unsigned i, double poll_interval)
 
     if (pid < 0) {
         w->restart_at = ss__now() + SS_RESTART_MAX;
-        ss__log("libsockserver: prefork worker %u: fork: %s; retrying in "
+        ss__log(s, "libsockserver: prefork worker %u: fork: %s; retrying in "
                 "%.0f s", i, ss_strerror(-errno), SS_RESTART_MAX);
         return -errno;
     }
     if (pid == 0)
-        worker_main(s, poll_interval);
+        worker_main(s, i, poll_interval);
     w->pid = pid;
     w->pidfd = ss__pidfd_open(pid);
     if (w->pidfd < 0)
@@ -136,6 +137,7 @@ static bool reap_worker(ss_server *s, unsigned i, bool blocking, bool restart)
         ss__close(w->pidfd);
     w->pidfd = -1;
     w->pid = 0;
+    ss__stats_worker_died(s, i);    /* its live requests died with it */
     if (!restart || rc < 0)
         return true;
     w->failures = ss__now() - w->started < SS_YOUNG_DEATH ? w->failures + 1 : 0;
@@ -147,7 +149,7 @@ static bool reap_worker(ss_server *s, unsigned i, bool blocking, bool restart)
     }
     w->restart_at = ss__now() + delay;
     describe_exit(status, why, sizeof why);
-    ss__log("libsockserver: prefork worker %u (pid %d) %s; restarting it%s",
+    ss__log(s, "libsockserver: prefork worker %u (pid %d) %s; restarting it%s",
             i, (int)rc, why, delay > 0 ? " after a back-off" : "");
     return true;
 }
@@ -286,6 +288,11 @@ int ss_server_use_prefork(ss_server *s, unsigned workers)
     p->count = workers;
     for (i = 0; i < workers; i++)
         p->w[i].pidfd = -1;
+    if (ss__stats_prefork(s, workers) < 0) {
+        free(p->w);
+        free(p);
+        return -ENOMEM;
+    }
     s->prefork = p;
     return 0;
 }

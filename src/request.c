@@ -4,6 +4,7 @@
  * through wait.c.
  */
 #include "runtime.h"
+#include "proxy.h"
 
 #include <limits.h>
 #include <netinet/in.h>
@@ -132,6 +133,7 @@ ss_request *ss__request_new(ss_server *s, int fd, size_t extra)
     }
     if (s->model && s->model->request_init)
         s->model->request_init(s, r);
+    ss__stats_request_begin(s, r);
     return r;
 }
 
@@ -146,6 +148,7 @@ void ss__request_unref(ss_request *r)
         return;
     /* A hook that did not close the connection does not leak it. */
     ss__request_close_fd(r);
+    ss__stats_request_end(r->server, r);
     if (r->rbuf_owned)
         free(r->rbuf);
     if (r->has_wlock)
@@ -478,6 +481,42 @@ ssize_t ss_readline(ss_request *r, char *buf, size_t size)
     return (ssize_t)n;
 }
 
+/* ---- PROXY protocol ---------------------------------------------------- */
+
+int ss__request_read_proxy(ss_request *r, double timeout)
+{
+    double deadline = ss__now() + timeout;
+    ss__proxy_header h;
+    ssize_t n;
+    int rc;
+
+    for (;;) {
+        n = ss__proxy_parse(r->rbuf + r->rpos, r->rend - r->rpos, &h);
+        if (n < 0)
+            return -EPROTO;
+        if (n > 0)
+            break;
+        rc = ss_wait_fd(r, r->fd, POLLIN, deadline - ss__now());
+        if (rc == 0)
+            return -ETIMEDOUT;
+        if (rc < 0)
+            return rc;
+        /* Room for the longest header; what follows it stays buffered. */
+        if ((n = fill(r, SS__PROXY_MAX)) == 0)
+            return -EPROTO;     /* the connection ended inside it */
+        if (n < 0)
+            return (int)n;
+    }
+    r->rpos += (size_t)n;
+    r->bytes_in -= (unsigned long long)n;   /* not request I/O */
+    if (!h.local) {
+        r->peer = r->client;
+        r->client = h.source;
+        r->proxied = true;
+    }
+    return 0;
+}
+
 /* ---- accessors -------------------------------------------------------- */
 
 int ss_request_fd(const ss_request *r)
@@ -488,6 +527,11 @@ int ss_request_fd(const ss_request *r)
 const ss_address *ss_request_client_address(const ss_request *r)
 {
     return r ? &r->client : NULL;
+}
+
+const ss_address *ss_request_peer_address(const ss_request *r)
+{
+    return !r ? NULL : r->proxied ? &r->peer : &r->client;
 }
 
 ss_server *ss_request_server(const ss_request *r)

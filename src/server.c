@@ -23,6 +23,8 @@
 #define SS_BATCH               64    /* requests taken per poll wake-up */
 #define SS_BACKOFF_MIN         0.01  /* accept back-off after EMFILE, s */
 #define SS_BACKOFF_MAX         0.25
+#define SS_PAUSE_QUIET         1.0   /* a pause ends after this long
+                                        without a failure, s */
 
 /* ---- hooks ------------------------------------------------------------ */
 
@@ -185,6 +187,24 @@ static ss_server *server_alloc(const ss__type *type, const ss_handler *handler,
     return s;
 }
 
+/* The options a constructor can refuse outright. */
+static int check_options(const ss__type *type, const char *func,
+                         const ss_server_options *o)
+{
+    if (!o)
+        return 0;
+    if (o->proxy_protocol != 0 && o->proxy_protocol != SS_PROXY_REQUIRED)
+        return ss__error(-EINVAL, "%s: proxy_protocol %d (0 or "
+                         "SS_PROXY_REQUIRED)", func, o->proxy_protocol);
+    if (o->proxy_protocol && type->socktype != SOCK_STREAM)
+        return ss__error(-EINVAL, "%s: proxy_protocol is for stream "
+                         "servers: a datagram carries no header", func);
+    if (!(o->proxy_timeout >= 0))
+        return ss__error(-EINVAL, "%s: proxy_timeout %g is negative", func,
+                         o->proxy_timeout);
+    return 0;
+}
+
 ss_server *ss__server_new(const ss__type *type, const char *func,
                           const char *address, const ss_handler *handler,
                           const ss_server_options *options)
@@ -195,7 +215,8 @@ ss_server *ss__server_new(const ss__type *type, const char *func,
     int err;
 
     ss__clear_error();
-    if ((err = check_arguments(type, func, address, handler, &addr,
+    if ((err = check_options(type, func, options)) < 0 ||
+        (err = check_arguments(type, func, address, handler, &addr,
                                &adoption)) < 0) {
         errno = -err;
         return NULL;
@@ -209,8 +230,9 @@ ss_server *ss__server_new(const ss__type *type, const char *func,
     s->address = addr;
     if (adoption.fd >= 0)
         ss__activation_adopt(s, &adoption);
-    err = ss__wakeup_open(&s->wake);
-    if (err < 0)
+    if ((err = ss__stats_open(s)) < 0)
+        ss__error(err, "%s: statistics", func);
+    if (!err && (err = ss__wakeup_open(&s->wake)) < 0)
         ss__error(err, "%s: wake-up descriptor", func);
     if (!err && type->socktype == SOCK_DGRAM &&
         !(s->scratch = malloc(s->max_packet_size)))
@@ -327,6 +349,7 @@ void ss_server_free(ss_server *s)
         s->type->ops->server_close(s);  /* the file: only if still ours */
     ss__wakeup_close(&s->wake);
     ss__request_spares_free(s);
+    ss__stats_close(s);
     free(s->scratch);
     free(s->unix_path);
     pthread_mutex_destroy(&s->reg_lock);
@@ -343,11 +366,24 @@ void ss__end_request(ss_server *s, ss_request *r)
     ss__request_unref(r);
 }
 
+void ss__report(ss_server *s, ss_request *r, int err)
+{
+    ss__stats_count(s, SS__STAT_FAILED);
+    s->ops.handle_error(s, r, &r->client, err);
+}
+
 int ss__dispatch(ss_server *s, ss_request *r)
 {
     int err;
 
-    if (!s->ops.verify_request(s, r, &r->client)) {
+    ss__stats_count(s, SS__STAT_ACCEPTED);
+    /* Behind a PROXY protocol sender, verify_request must see the real
+     * client, which only the header says: both wait for the request's own
+     * context (late_start). */
+    if (s->options.proxy_protocol && !r->datagram) {
+        r->late_verify = true;
+    } else if (!s->ops.verify_request(s, r, &r->client)) {
+        ss__stats_count(s, SS__STAT_REFUSED);
         ss__end_request(s, r);
         return 0;
     }
@@ -362,17 +398,42 @@ int ss__dispatch(ss_server *s, ss_request *r)
     if (err == 0)
         return 0;   /* the request is ended, or owned by a thread/child */
     if (err != SS_ABORT && !atomic_load(&r->forced))
-        s->ops.handle_error(s, r, &r->client, err);
+        ss__report(s, r, err);
     ss__end_request(s, r);
     return err == SS_ABORT ? SS_ABORT : 0;
 }
 
+/* The start of a request behind a PROXY protocol sender, in its own
+ * context: the header, then verify_request with the client it names.
+ * 0 to go on, 1 when verify_request refused it (nothing to report), or
+ * the header's error (-EPROTO, -ETIMEDOUT) for handle_error. */
+static int late_start(ss_server *s, ss_request *r)
+{
+    double t = s->options.proxy_timeout;
+    int err;
+
+    r->late_verify = false;
+    if ((err = ss__request_read_proxy(r, t > 0 ? t : 5.0)) < 0) {
+        r->what = "PROXY protocol header";
+        return err;
+    }
+    if (!s->ops.verify_request(s, r, &r->client)) {
+        ss__stats_count(s, SS__STAT_REFUSED);
+        return 1;
+    }
+    return 0;
+}
+
 int ss__finish_and_report(ss_server *s, ss_request *r)
 {
-    int err = s->ops.finish_request(s, r, &r->client);
+    int err = r->late_verify ? late_start(s, r) : 0;
 
+    if (err == 1)
+        return 0;       /* refused */
+    if (err == 0)
+        err = s->ops.finish_request(s, r, &r->client);
     if (err != 0 && err != SS_ABORT && !atomic_load(&r->forced))
-        s->ops.handle_error(s, r, &r->client, err);
+        ss__report(s, r, err);
     return err;
 }
 
@@ -394,7 +455,9 @@ bool ss__base_verify_request(ss_server *s, ss_request *r,
 int ss__base_process_request(ss_server *s, ss_request *r,
                              const ss_address *client)
 {
-    int err = s->ops.finish_request(s, r, client);
+    int late = r->late_verify ? late_start(s, r) : 0;
+    int err = late == 0 ? s->ops.finish_request(s, r, client)
+              : late == 1 ? 0 : late;
 
     if (err != 0)
         return err;     /* the caller reports it and ends the request */
@@ -435,12 +498,11 @@ void ss__print_error(ss_server *s, ss_request *r, const ss_address *client,
     static const char rule[] = "----------------------------------------";
     char a[SS_ADDRESS_STRLEN], why[64];
 
-    (void)s;
     if (err < 0)
         snprintf(why, sizeof why, "%s", ss_strerror(err));
     else
         snprintf(why, sizeof why, "returned %d", err);
-    ss__log("%s\nException occurred during processing of request from "
+    ss__log(s, "%s\nException occurred during processing of request from "
             "%s\n%s: %s\n%s", rule, ss_address_format(client, a, sizeof a),
             r && r->what ? r->what : "request", why, rule);
 }
@@ -586,29 +648,50 @@ void ss__end_serving(ss_server *s)
 /* ---- the serving loop ------------------------------------------------------ */
 
 /* accept() ran out of descriptors or memory: stop polling the listener for a
- * while (doubling up to SS_BACKOFF_MAX) instead of spinning on it. */
-static void accept_backoff(ss_server *s, int err)
+ * while (doubling up to SS_BACKOFF_MAX) instead of spinning on it. A pause
+ * lasts until accepting has gone SS_PAUSE_QUIET without a failure: it is
+ * logged (and counted) once, and its end says how many failures it saw,
+ * so that failures that come and go do not write a line each. */
+void ss__backoff_failed(ss_server *s, ss__backoff *b, int err)
+{
+    char a[SS_ADDRESS_STRLEN];
+    double now = ss__now();
+
+    b->delay = b->delay == 0 ? SS_BACKOFF_MIN
+               : b->delay * 2 > SS_BACKOFF_MAX ? SS_BACKOFF_MAX
+               : b->delay * 2;
+    b->resume = now + b->delay;
+    b->last = now;
+    if (b->failures++ > 0)
+        return;
+    ss__stats_count(s, SS__STAT_PAUSES);
+    ss__log(s, "libsockserver: accept on %s: %s; pausing accepts until "
+            "resources are free",
+            ss_address_format(&s->address, a, sizeof a), ss_strerror(err));
+}
+
+void ss__backoff_succeeded(ss_server *s, ss__backoff *b)
 {
     char a[SS_ADDRESS_STRLEN];
 
-    s->accept_delay = s->accept_delay == 0 ? SS_BACKOFF_MIN
-                      : s->accept_delay * 2 > SS_BACKOFF_MAX ? SS_BACKOFF_MAX
-                      : s->accept_delay * 2;
-    s->accept_resume = ss__now() + s->accept_delay;
-    if (!s->accept_logged)
-        ss__log("libsockserver: accept on %s: %s; pausing accepts until "
-                "resources are free",
-                ss_address_format(&s->address, a, sizeof a), ss_strerror(err));
-    s->accept_logged = true;
+    b->delay = 0;
+    if (ss__now() - b->last < SS_PAUSE_QUIET)
+        return;
+    ss__log(s, "libsockserver: accept on %s: accepting again after %u "
+            "failure%s", ss_address_format(&s->address, a, sizeof a),
+            b->failures, b->failures == 1 ? "" : "s");
+    b->failures = 0;
 }
 
 static bool can_accept(ss_server *s)
 {
-    if (s->accept_resume != 0) {
-        if (ss__now() < s->accept_resume)
+    if (s->backoff.resume != 0) {
+        if (ss__now() < s->backoff.resume)
             return false;
-        s->accept_resume = 0;
+        s->backoff.resume = 0;
     }
+    if (ss__admission_full(s))
+        return false;
     return !s->model || !s->model->accepting || s->model->accepting(s);
 }
 
@@ -650,12 +733,12 @@ static int get_request_failed(ss_server *s, int err)
 {
     switch (ss__get_request_error(err)) {
     case SS__GET_PAUSE:
-        accept_backoff(s, err);
+        ss__backoff_failed(s, &s->backoff, err);
         return 0;
     case SS__GET_FATAL:
         return err;
     case SS__GET_LOG:
-        ss__log("libsockserver: get_request: %s", ss_strerror(err));
+        ss__log(s, "libsockserver: get_request: %s", ss_strerror(err));
         return 0;
     default:
         return 0;
@@ -673,12 +756,15 @@ static int take_batch(ss_server *s)
     for (i = 0; i < SS_BATCH; i++) {
         if (i > 0 && (ss__shutdown_requested(s) || !can_accept(s)))
             break;
-        if ((err = s->ops.get_request(s, &r)) < 0)
+        if (!ss__admission_take(s))
+            break;      /* max_connections: a request's end wakes us */
+        if ((err = s->ops.get_request(s, &r)) < 0) {
+            ss__admission_undo(s);
             return get_request_failed(s, err);
-        if (s->accept_delay != 0) {
-            s->accept_delay = 0;
-            s->accept_logged = false;
         }
+        r->admitted = s->options.max_connections > 0;
+        if (s->backoff.failures)
+            ss__backoff_succeeded(s, &s->backoff);
         /* An abort leaves at once, as an exception out of Python's
          * _handle_request_noblock skips service_actions. */
         if ((err = ss__dispatch(s, r)) != 0)
@@ -709,8 +795,8 @@ static int poll_timeout_ms(ss_server *s, double interval, bool listening)
 {
     double until = ss__now() + interval;
 
-    if (!listening && s->accept_resume != 0 && s->accept_resume < until)
-        until = s->accept_resume;
+    if (!listening && s->backoff.resume != 0 && s->backoff.resume < until)
+        until = s->backoff.resume;
     return ss__ms_until(until);
 }
 
@@ -770,6 +856,21 @@ int ss_serve_forever(ss_server *s, double poll_interval)
     return ss__model_serve(s, poll_interval);
 }
 
+/* At max_connections: wait for a request's end (it signals the wake-up
+ * descriptor) until `deadline` (< 0: none). 0, or -ETIMEDOUT. */
+static int wait_for_place(ss_server *s, double deadline)
+{
+    struct pollfd p = {.fd = s->wake.rfd, .events = POLLIN};
+
+    while (ss__admission_full(s)) {
+        if (deadline >= 0 && ss__now() >= deadline)
+            return -ETIMEDOUT;
+        if (poll(&p, 1, deadline < 0 ? -1 : ss__ms_until(deadline)) > 0)
+            ss__wakeup_drain(&s->wake);
+    }
+    return 0;
+}
+
 /* Wait at most `timeout` (< 0: no limit) for a request and handle it:
  * 1, 0 when none came, or a negative errno (get_request failed). */
 static int handle_one(ss_server *s, double timeout)
@@ -789,7 +890,14 @@ static int handle_one(ss_server *s, double timeout)
                 return 0;
             continue;   /* EINTR, or poll rounding: wait for the rest */
         }
+        if (!ss__admission_take(s)) {
+            if (wait_for_place(s, deadline) < 0)
+                return 0;
+            continue;
+        }
         err = s->ops.get_request(s, &r);
+        if (err < 0)
+            ss__admission_undo(s);
         if (err == -EAGAIN || err == -EINTR || err == -ECONNABORTED) {
             if (timeout == 0)
                 return 0;
@@ -797,6 +905,7 @@ static int handle_one(ss_server *s, double timeout)
         }
         if (err < 0)
             return err;
+        r->admitted = s->options.max_connections > 0;
         err = ss__dispatch(s, r);
         batch_end(s);
         return err < 0 ? err : 1;

@@ -477,8 +477,11 @@ ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
     ss__loop *l = r->loop;
     ssize_t n;
 
-    if (!l)
-        return block_recv(r, buf, len);
+    if (!l) {
+        if ((n = block_recv(r, buf, len)) > 0)
+            r->bytes_in += (size_t)n;
+        return n;
+    }
     if (r->fd >= 0 && l->fds[r->fd].readable) {
         n = recv(r->fd, buf, len, 0);
         if (n > 0) {
@@ -486,6 +489,7 @@ ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
              * an edge. */
             if ((size_t)n < len)
                 l->fds[r->fd].readable = false;
+            r->bytes_in += (size_t)n;
             return n;
         }
         if (n == 0)
@@ -495,23 +499,32 @@ ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
         if (errno != EINTR)
             l->fds[r->fd].readable = false;
     }
-    return yield_recv(r, buf, len);
+    if ((n = yield_recv(r, buf, len)) > 0)
+        r->bytes_in += (size_t)n;
+    return n;
 }
 
 int ss__io_sendall(ss_request *r, const void *buf, size_t len, ss__sending *x)
 {
     ss__loop *l = r->loop;
+    size_t total = len;
     ssize_t n;
+    int err;
 
-    if (!l)
-        return block_sendall(r, buf, len, x);
+    if (!l) {
+        if ((err = block_sendall(r, buf, len, x)) == 0)
+            r->bytes_out += total;
+        return err;
+    }
     if (len == 0)
         return r->fd < 0 ? -EBADF : 0;
     /* Nobody part-way through a send on it, and it all goes at once. */
     if (!r->wbusy && r->fd >= 0 && l->fds[r->fd].writable) {
         n = send(r->fd, buf, len, MSG_NOSIGNAL);
-        if (n == (ssize_t)len)
+        if (n == (ssize_t)len) {
+            r->bytes_out += total;
             return 0;
+        }
         if (n > 0) {
             buf = (const char *)buf + n;
             len -= (size_t)n;
@@ -521,7 +534,9 @@ int ss__io_sendall(ss_request *r, const void *buf, size_t len, ss__sending *x)
             return -errno;
         }
     }
-    return yield_sendall(r, buf, len, -1, x);
+    if ((err = yield_sendall(r, buf, len, -1, x)) == 0)
+        r->bytes_out += total;
+    return err;
 }
 
 /* ss_wait_fd's work. A connection's own readiness may be known already. */
@@ -589,8 +604,10 @@ int ss__io_sendto(ss_request *r, const void *buf, size_t len)
     for (;;) {
         n = sendto(r->fd, buf, len, MSG_NOSIGNAL,
                    (const struct sockaddr *)&to->storage, to->len);
-        if (n >= 0)
+        if (n >= 0) {
+            r->bytes_out += len;
             return 0;
+        }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)

@@ -1189,6 +1189,11 @@ static int exchange_many(ss_server *s, int n)
     return answered;
 }
 
+static bool no_handlers(void *arg)
+{
+    return ss_server_active_handlers(arg) == 0;
+}
+
 static void test_no_descriptor_leaks_after_thousands_of_requests(void **state)
 {
     ss_handler h = {.handle = echo_lines};
@@ -1201,8 +1206,10 @@ static void test_no_descriptor_leaks_after_thousands_of_requests(void **state)
     (void)state;
     serve_in_thread(&sv, s, 0.05);
     assert_int_equal(exchange_many(s, 100), 100);
-    serving = settle_fds(count_fds());     /* the server's own, once */
+    expect_true(wait_for(no_handlers, s, WAIT_LIMIT), "handlers left");
+    serving = count_fds();      /* the server's own, once */
     assert_int_equal(exchange_many(s, 3000), 3000);
+    expect_true(wait_for(no_handlers, s, WAIT_LIMIT), "handlers left");
     after = settle_fds(serving);
     expect_true(after == serving, "%d descriptors open after 3,000 more "
                 "requests, %d before them", after, serving);
