@@ -409,7 +409,7 @@ def async_targets(res, instr):
     if not any(server == "ss-async" for _, server in list(res) + list(instr)):
         return []
     rows = []
-    for scen in ("tcp50", "udp"):
+    for scen in ("tcp50",):
         r = instr_ratio(instr, scen, "ss-async")
         e = instr.get((scen, "ss-async"))
         status = (verdict(r, ASYNC_IR_GOAL, False) if r is not None else
