@@ -4,7 +4,8 @@
  *   loadgen tcp|unix  [-c CONNS] [-s SIZE] [-d SEC] [-w SEC] [-n REQS]
  *                     [-S SEC] [-t MS] ADDRESS
  *   loadgen connrate  [-c K] [-s SIZE] [-d SEC] [-w SEC] [-t MS] ADDRESS
- *   loadgen udp       [-c K] [-s SIZE] [-d SEC] [-w SEC] [-t MS] ADDRESS
+ *   loadgen udp       [-c K] [-s SIZE] [-d SEC] [-w SEC] [-n REQS] [-t MS]
+ *                     ADDRESS
  *
  * Defaults: -c 1, -s 64, -d 5, -w 1, -S 10; -t (a request's time limit)
  * none for ping-pong, 5000 ms for connrate, 200 ms for udp. ADDRESS is
@@ -31,8 +32,12 @@
  * for -d seconds. Only requests completed inside the measured window
  * count; latency is from just before a request's first byte is sent to the
  * arrival of its last echoed byte (for connrate: from socket() to the last
- * echoed byte). With -n the run has no warm-up and ends after exactly REQS
- * requests (used to count the server's syscalls per request).
+ * echoed byte). With -n the run has no warm-up and no time limit: exactly
+ * REQS requests are begun, and the run ends when each of them has been
+ * answered, has timed out (udp: a lost datagram counts in timeouts=, and
+ * the request sent again in its place is one of the REQS) or has lost its
+ * connection. bench/run counts the server's syscalls per request with it,
+ * bench/instructions the server's instructions per request.
  *
  * Every echoed byte is compared with what was sent; each request carries
  * different bytes (a window into a pseudo-random pattern) so a server that
@@ -683,6 +688,8 @@ static void udp_event(struct loadgen *lg, struct conn *c)
             continue;
         now = now_ns();
         request_done(lg, c, now);
+        if (c->fd < 0)
+            return; /* -n: that was the last request; end_window closed c */
         if (may_begin(lg) && request_begin(lg, c, now) < 0)
             count_error(lg, "send", errno);
     }
@@ -708,7 +715,9 @@ static void scan_timeouts(struct loadgen *lg, uint64_t now)
         lg->st.timeouts++;
         if (lg->cfg.mode != MODE_UDP)
             conn_drop(lg, c);
-        else if (may_begin(lg) && request_begin(lg, c, now) < 0)
+        else if (!may_begin(lg))
+            c->busy = false; /* -n: every request is out; give this one up */
+        else if (request_begin(lg, c, now) < 0)
             count_error(lg, "send", errno);
     }
 }
@@ -745,6 +754,20 @@ static void release_setup(struct loadgen *lg, uint64_t now)
     }
 }
 
+/* -n: have all REQS requests been begun, and is none still in flight
+ * (each answered, timed out or gone with its connection)? Then the run is
+ * over, even when fewer than REQS were answered. Scans the connections
+ * only once the last request is out. */
+static bool count_exhausted(const struct loadgen *lg)
+{
+    if (lg->cfg.requests == 0 || lg->started < lg->cfg.requests)
+        return false;
+    for (int i = 0; i < lg->cfg.conns; i++)
+        if (lg->conns[i].busy || lg->conns[i].state == CS_CONNECTING)
+            return false;
+    return true;
+}
+
 /* Move through setup -> warm-up -> measure -> done as time passes. */
 static void advance_phase(struct loadgen *lg, uint64_t now)
 {
@@ -759,6 +782,8 @@ static void advance_phase(struct loadgen *lg, uint64_t now)
     }
     if (lg->phase == PH_MEASURE && lg->cfg.requests == 0 &&
         now >= lg->t_measure_end)
+        end_window(lg, now);
+    if (lg->phase == PH_MEASURE && count_exhausted(lg))
         end_window(lg, now);
     if (lg->phase < PH_DRAIN && stream_mode(lg) &&
         lg->dead >= (unsigned)lg->cfg.conns)

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Write bench/RESULTS.md from what bench/run measured.
 
-    report.py META RESULTS SYSCALLS > RESULTS.md
+    report.py META RESULTS SYSCALLS [INSTRUCTIONS] > RESULTS.md
 
-META      key=value lines about the machine and the run
-RESULTS   one line per measurement: scenario, server, run, ok|na|failed,
-          then the load generator's key=value line (ok) or a reason
-SYSCALLS  server, syscall, calls per request
+META          key=value lines about the machine and the run
+RESULTS       one line per measurement: scenario, server, run, ok|na|failed,
+              then the load generator's key=value line (ok) or a reason
+SYSCALLS      server, syscall, calls per request
+INSTRUCTIONS  bench/instructions' rows: scenario, server, ok|na|failed, then
+              per_request=... n1= n2= ir1= ir2= procs= values= or a reason
 
 Only formats: every figure comes from those files.
 """
@@ -23,7 +25,11 @@ SCENARIOS = [
     ("connrate", "Connection rate: connect, 64 B echo, close; 8 at a time"),
     ("udp", "UDP, 64 B ping-pong, 8 client sockets"),
     ("unix50", "50 connections over a Unix socket, 64 B ping-pong"),
+    ("tcp10000", "10,000 connections, 64 B ping-pong"),
 ]
+
+# Scenarios whose server peak RSS is sampled, with their table's title.
+RSS_SCENARIOS = [("tcp1000", "1,000"), ("tcp10000", "10,000")]
 
 SERVERS = {
     "ss-sync": "libsockserver sync (no mix-in)",
@@ -32,16 +38,31 @@ SERVERS = {
     "ss-pool": "libsockserver thread pool (64 workers)",
     "ss-prefork": "libsockserver prefork (2 sync workers)",
     "ss-prefork-threading": "libsockserver prefork (2 workers × threading)",
+    "ss-async": "libsockserver async (coroutines on epoll)",
     "epoll": "C epoll, one thread (reference)",
     "thread": "C thread per connection",
     "fork": "C fork per connection",
     "uv": "libuv echo",
     "event": "libevent bufferevent echo",
+    "go": "Go net, goroutine per connection (UDP: one goroutine)",
     "py-threading": "Python ThreadingTCPServer",
     "py-forking": "Python ForkingTCPServer",
+    "py-asyncio": "Python asyncio streams (UDP: DatagramProtocol)",
+    "py-uvloop": "Python asyncio streams on uvloop",
     "epoll-udp": "C epoll UDP, one thread (reference)",
     "py-udp": "Python ThreadingUDPServer",
 }
+
+
+def label(server):
+    """A server's name in the tables; an id report.py does not know (a
+    model added to bench/run's lists only) shows as itself."""
+    return "%s (`%s`)" % (SERVERS.get(server, server), server)
+
+
+def server_order(server):
+    order = list(SERVERS)
+    return order.index(server) if server in order else len(order)
 
 BUSY = 0.10       # background CPU share that flags a measurement
 SATURATED = 0.95  # load generator CPU share that flags its limit
@@ -74,6 +95,25 @@ ISSUE_SCALE = [
     ("thread", "connrate", 0.50), ("py-threading", "connrate", 0.25),
     ("py-forking", "connrate", 0.025), ("py-udp", "udp", 0.07),
 ]
+
+# Figures measured earlier on this machine, quoted by the async mode's
+# targets: peak RSS in MiB ("threading" taken as the library's model) and
+# user-space instructions per request.
+EARLIER_RSS = {
+    ("tcp1000", "uv"): 5.9, ("tcp1000", "go"): 11.5,
+    ("tcp1000", "ss-threading"): 14.0,
+    ("tcp10000", "uv"): 44, ("tcp10000", "go"): 81,
+    ("tcp10000", "ss-threading"): 126,
+}
+EARLIER_IR = {
+    ("tcp50", "epoll"): 57, ("tcp50", "ss-threading"): 414,
+    ("tcp50", "thread"): 147,
+    ("udp", "epoll-udp"): 37, ("udp", "ss-sync"): 875,
+}
+
+# The async mode's targets, shown once it has been measured.
+ASYNC_IR_GOAL = 2.0        # × the epoll reference's instructions per request
+ASYNC_RSS_10000_MIB = 60   # at 10,000 connections, with no error
 
 
 def read_meta(path):
@@ -173,15 +213,14 @@ def notes(runs, failed):
 
 def scenario_table(res, scen, reference):
     servers = [s for (sc, s) in res if sc == scen]
-    order = list(SERVERS)
-    servers.sort(key=order.index)
+    servers.sort(key=server_order)
     rows = ["| server | req/s | spread | MB/s | p50 µs | p99 µs | p99.9 µs "
             "| errors | mismatches | × %s | notes |" % reference,
             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for server in servers:
         entry = res[(scen, server)]
         runs = list(entry["ok"].values())
-        name = "%s (`%s`)" % (SERVERS[server], server)
+        name = label(server)
         if entry["na"] is not None:
             rows.append("| %s | n/a | | | | | | | | | %s |"
                         % (name, entry["na"]))
@@ -199,21 +238,90 @@ def scenario_table(res, scen, reference):
     return "\n".join(rows)
 
 
-def rss_table(res):
-    rows = ["| server | peak RSS | processes | measured as |",
-            "|---|--:|--:|---|"]
-    for server in SERVERS:
-        entry = res.get(("tcp1000", server))
-        if entry is None or not entry["ok"]:
-            continue
-        runs = list(entry["ok"].values())
+def rss_table(res, scen):
+    rows = ["| server | peak RSS | processes | errors | idle | earlier "
+            "figure | measured as |",
+            "|---|--:|--:|--:|--:|--:|---|"]
+    servers = sorted((s for (sc, s), e in res.items()
+                      if sc == scen and e["ok"]), key=server_order)
+    for server in servers:
+        runs = list(res[(scen, server)]["ok"].values())
         kib = median([r["rss_kib"] for r in runs])
         procs = int(max(r["procs"] for r in runs))
         how = ("VmHWM of the process" if procs <= 1 else
                "sum of VmHWM over the process tree (shared pages counted "
                "in every process)")
-        rows.append("| %s (`%s`) | %.1f MiB | %d | %s |"
-                    % (SERVERS[server], server, kib / 1024, procs, how))
+        earlier = EARLIER_RSS.get((scen, server))
+        rows.append("| %s | %.1f MiB | %d | %s | %s | %s | %s |" % (
+            label(server), kib / 1024, procs,
+            fmt(sum(r["errors"] for r in runs)),
+            fmt(sum(r["idle"] for r in runs)),
+            "%g MiB" % earlier if earlier is not None else "",
+            how))
+    return "\n".join(rows)
+
+
+def rss_mib(res, scen, server):
+    """Median peak RSS in MiB, or None."""
+    entry = res.get((scen, server))
+    if not entry or not entry["ok"]:
+        return None
+    return median([r["rss_kib"] for r in entry["ok"].values()]) / 1024
+
+
+def read_instructions(path):
+    """{(scenario, server): {"status": ok|na|failed, "kv": {..},
+    "why": reason}} in the order measured."""
+    out = {}
+    if not path or not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            scen, server, status, rest = line.rstrip("\n").split("\t", 3)
+            out[(scen, server)] = {
+                "status": status,
+                "kv": parse_kv(rest) if status == "ok" else {},
+                "why": rest if status != "ok" else ""}
+    return out
+
+
+def instr_reference(scen):
+    return "epoll-udp" if scen == "udp" else "epoll"
+
+
+def instr_per(instr, scen, server):
+    entry = instr.get((scen, server))
+    if not entry or entry["status"] != "ok":
+        return None
+    return entry["kv"]["per_request"]
+
+
+def instr_ratio(instr, scen, server):
+    mine = instr_per(instr, scen, server)
+    ref = instr_per(instr, scen, instr_reference(scen))
+    return mine / ref if mine is not None and ref else None
+
+
+def instructions_table(instr):
+    rows = ["| server | scenario | instructions per request | × reference "
+            "| requests (N1 → N2) | processes | earlier figure | notes |",
+            "|---|---|--:|--:|--:|--:|--:|---|"]
+    for (scen, server), e in instr.items():
+        earlier = EARLIER_IR.get((scen, server))
+        earlier = fmt(earlier) if earlier is not None else ""
+        if e["status"] != "ok":
+            rows.append("| %s | %s | %s | | | | %s | %s |" % (
+                label(server), scen, "n/a" if e["status"] == "na"
+                else "failed", earlier, e["why"]))
+            continue
+        kv = e["kv"]
+        values = str(kv.get("values", ""))
+        note = ("each of %d pairs: %s" % (values.count(",") + 1, values)
+                if "," in values else "")
+        rows.append("| %s | %s | %s | %s | %s → %s | %d | %s | %s |" % (
+            label(server), scen, fmt(kv["per_request"], 1),
+            fmt(instr_ratio(instr, scen, server), 2),
+            fmt(kv["n1"]), fmt(kv["n2"]), int(kv["procs"]), earlier, note))
     return "\n".join(rows)
 
 
@@ -227,15 +335,15 @@ def syscall_split(calls):
 def syscall_table(syscalls):
     rows = ["| server | reads | writes | other | total | per request |",
             "|---|--:|--:|--:|--:|---|"]
-    for server in SERVERS:
+    for server in sorted(syscalls, key=server_order):
         calls = syscalls.get(server)
         if not calls:
             continue
         reads, writes, other = syscall_split(calls)
         detail = ", ".join("%s %.3f" % (k, v) for k, v in
                            sorted(calls.items(), key=lambda kv: -kv[1]))
-        rows.append("| %s (`%s`) | %.3f | %.3f | %.3f | %.3f | %s |" % (
-            SERVERS[server], server, reads, writes, other,
+        rows.append("| %s | %.3f | %.3f | %.3f | %.3f | %s |" % (
+            label(server), reads, writes, other,
             reads + writes + other, detail))
     return "\n".join(rows)
 
@@ -261,8 +369,9 @@ def unmeasured_reason(res, server, scen):
     return "not measured"
 
 
-def targets(res, syscalls):
+def targets(res, syscalls, instr):
     rows = ["| target | measured | status |", "|---|--:|---|"]
+    rows += async_targets(res, instr)
     for label, server, scen, base, goal in RATIO_TARGETS:
         r = ratio(res, server, scen, base)
         status = verdict(r, goal) if r is not None else \
@@ -293,6 +402,41 @@ def targets(res, syscalls):
                         "**missed**: %.2f syscalls per request over 2"
                         % extra))
     return "\n".join(rows)
+
+
+def async_targets(res, instr):
+    """The async mode's targets, once ss-async took part in anything."""
+    if not any(server == "ss-async" for _, server in list(res) + list(instr)):
+        return []
+    rows = []
+    for scen in ("tcp50",):
+        r = instr_ratio(instr, scen, "ss-async")
+        e = instr.get((scen, "ss-async"))
+        status = (verdict(r, ASYNC_IR_GOAL, False) if r is not None else
+                  "not measured: " + (e["why"] if e else
+                                      "not run (bench/run --instructions)"))
+        rows.append("| async: user-space instructions per request, %s, "
+                    "≤ %g× the epoll reference's | %s | %s |" % (
+                        scen, ASYNC_IR_GOAL,
+                        "%s (%s×)" % (fmt(instr_per(instr, scen, "ss-async"),
+                                          1), fmt(r, 2))
+                        if r is not None else "—", status))
+    mib = rss_mib(res, "tcp10000", "ss-async")
+    if mib is None:
+        why = unmeasured_reason(res, "ss-async", "tcp10000")
+        measured, status = "—", "not measured: " + (
+            "not run (bench/run --scenarios tcp10000)" if why == "not run"
+            else why)
+    else:
+        runs = res[("tcp10000", "ss-async")]["ok"].values()
+        bad = sum(r["errors"] + r["mismatches"] + r["idle"] for r in runs)
+        measured = "%.1f MiB, %d errors/mismatches/idle" % (mib, bad)
+        status = verdict(mib, ASYNC_RSS_10000_MIB, False)
+        if bad:
+            status = "**missed**: connections failed or idle"
+    rows.append("| async: 10,000 connections served with no error in ≤ %d "
+                "MiB | %s | %s |" % (ASYNC_RSS_10000_MIB, measured, status))
+    return rows
 
 
 def scale_table(res):
@@ -372,9 +516,11 @@ def header(meta, bgs):
     lines += [
         "## Machine and method",
         "",
-        "- %s, %s cores, %s; %s; Python %s; libuv %s; libevent %s." % (
+        "- %s, %s cores, %s; %s; Python %s; libuv %s; libevent %s; Go %s; "
+        "uvloop %s." % (
             meta["cpu"], meta["cores"], meta["kernel"], meta["compiler"],
-            meta["python"], meta["libuv"], meta["libevent"]),
+            meta["python"], meta["libuv"], meta["libevent"],
+            meta.get("go", "?"), meta.get("uvloop", "?")),
         "- The machine's CPU use by anything else, checked for %s s before "
         "each measurement: median %s, highest %s; measurements that followed "
         "more than %.0f %% are flagged in the notes. The server and the load "
@@ -416,7 +562,15 @@ def header(meta, bgs):
         "`request_queue_size` to 4096 and, forking, `max_children` to "
         "4096; the library's forking model gets the same `max_children`. "
         "libevent 2.1's bufferevent reads at most 4096 bytes per call, "
-        "which its 16 KiB figures show.",
+        "which its 16 KiB figures show. The Go server leaves GOMAXPROCS to "
+        "the runtime, which finds one CPU in its affinity mask: 1. The "
+        "asyncio servers listen with a backlog of 4096 (asyncio's default "
+        "is 100).",
+        "- At 10,000 connections (`tcp10000`, run only when named) the "
+        "server and the load generator start with RLIMIT_NOFILE raised to "
+        "11,024; the servers that fork a process per connection are n/a "
+        "there (10,000 processes), and so are those that serve fewer "
+        "connections at a time than 10,000, as at 1,000.",
         "",
     ]
     return lines
@@ -437,6 +591,7 @@ def main(argv):
     meta = read_meta(argv[1])
     res = read_results(argv[2])
     syscalls = read_syscalls(argv[3])
+    instr = read_instructions(argv[4] if len(argv) > 4 else None)
     bgs = [r["bg"] for e in res.values() for r in e["ok"].values()
            if "bg" in r]
     out = header(meta, bgs)
@@ -447,13 +602,18 @@ def main(argv):
         out += ["### %s (`%s`)" % (title, scen), "",
                 scenario_table(res, scen,
                                "epoll-udp" if scen == "udp" else "epoll"), ""]
-    if any(sc == "tcp1000" and e["ok"] for (sc, _), e in res.items()):
-        out += ["### Server peak RSS at 1,000 connections", "",
+    for scen, conns in RSS_SCENARIOS:
+        if not any(sc == scen and e["ok"] for (sc, _), e in res.items()):
+            continue
+        out += ["### Server peak RSS at %s connections" % conns, "",
                 "The sum of VmHWM (peak resident set) over the processes of "
                 "the server's session, sampled every 0.25 s while the load "
                 "generator ran: for a single-process server (threads "
-                "included) that is the process's VmHWM. Median over runs.",
-                "", rss_table(res), ""]
+                "included) that is the process's VmHWM. Median over runs; "
+                "*errors* and *idle* connections summed over them. *Earlier "
+                "figure*: measured before on this machine, quoted by the "
+                "async mode's targets.",
+                "", rss_table(res, scen), ""]
     if syscalls:
         short, _, long_ = meta.get("syscall_requests", "?,?").partition(",")
         out += ["### Syscalls per echo request (steady state)", "",
@@ -466,12 +626,30 @@ def main(argv):
                     short, long_, int(long_) - int(short)
                     if long_.isdigit() and short.isdigit() else "?"),
                 "", syscall_table(syscalls), ""]
+    if instr:
+        out += ["### User-space instructions per request", "",
+                "Counted by `bench/instructions` (valgrind's callgrind, "
+                "`--trace-children=no`): the server runs under valgrind while "
+                "the load generator makes exactly N1 requests (64 B; tcpC: C "
+                "connections, udp: 8 sockets), then a new one for N2; the "
+                "instructions of all its threads (and forked processes) are "
+                "added up and per request = (Ir(N2) − Ir(N1)) / (N2 − N1), so "
+                "start-up, accepting and shutdown cancel out. User space "
+                "only: the kernel's share of each syscall is not counted. "
+                "valgrind runs one thread at a time, many times slower, so "
+                "an event loop finds more events per wake-up than at full "
+                "speed: these are counts to compare servers by, not "
+                "timings. *× reference*: to the epoll reference (UDP: the "
+                "epoll UDP reference) counted in the same invocation. "
+                "*Earlier figure*: quoted by the async mode's targets, "
+                "counted before on this machine.", "",
+                instructions_table(instr), ""]
     notes_ = caveats(res)
     if notes_:
         out += ["### Caveats", ""] + notes_ + [""]
     out += ["## Targets", "",
             "Ratios from the same runs as the tables above.", "",
-            targets(res, syscalls), "",
+            targets(res, syscalls, instr), "",
             "### References against the scale quoted in the issue", "",
             scale_table(res), ""]
     out += analysis()
