@@ -27,10 +27,10 @@ NOFILE=""                       # when set, the soft and hard RLIMIT_NOFILE
 # reported n/a with ss_echo's message, not as a failure.
 STREAM_SERVERS="
   ss-sync ss-threading ss-forking ss-pool ss-prefork ss-prefork-threading
-  epoll thread fork uv event go
+  ss-async epoll thread fork uv event go
   py-threading py-forking py-asyncio py-uvloop"
 DGRAM_SERVERS="
-  ss-sync ss-threading ss-forking ss-pool ss-prefork
+  ss-sync ss-threading ss-forking ss-pool ss-prefork ss-async
   epoll-udp go py-udp py-asyncio py-uvloop"
 
 note() { printf 'bench: %s\n' "$*" >&2; }
