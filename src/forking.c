@@ -382,8 +382,8 @@ int ss_server_use_forking(ss_server *s)
 
     if (!s)
         return -EINVAL;
-    if (s->prefork)
-        return -ENOTSUP;
+    if (s->layer)
+        return -ENOTSUP;    /* a process per request under prefork */
     if (!(f = forking_new(s)))
         return -ENOMEM;
     if ((err = ss__server_set_model(s, &forking_model, f)) < 0) {

@@ -233,6 +233,13 @@ int ss__thread_attr_init(pthread_attr_t *attr, size_t stack_size);
 
 /* Install `model` with its state; -EBUSY if serving or a model is set. */
 int ss__server_set_model(ss_server *s, const ss__model *model, void *state);
+/* A process layer over the model (prefork): its hooks go over the model's
+ * (s->inner is what they call next), its serve, run_once and loop_fd
+ * replace the model's; -EBUSY if serving or a layer is set. In a process
+ * that becomes one of the layer's workers, drop it: the copy of the server
+ * there is a server of the inner model. */
+int  ss__server_set_layer(ss_server *s, const ss__model *layer, void *state);
+void ss__server_drop_layer(ss_server *s);
 
 /* ---- the request ------------------------------------------------------- */
 
@@ -383,7 +390,14 @@ struct ss_server {
     const ss__type      *type;
     const ss__model     *model;         /* NULL = synchronous */
     void                *model_state;
-    struct ss__prefork  *prefork;       /* NULL unless ss_server_use_prefork */
+    ss_server_ops        inner;         /* type, then model: what a layer's
+                                           hooks call next */
+    const ss__model     *layer;         /* a process layer over the model
+                                           (prefork); NULL = none */
+    void                *layer_state;
+    bool                 drain_all;     /* every request's I/O is bounded
+                                           by a shutdown's drain (a prefork
+                                           worker: its parent kills it) */
 
     ss_handler           handler;
     ss_server_options    options;
@@ -575,16 +589,18 @@ void ss__udp_close_request(ss_server *s, ss_request *r);
 /* Close the server socket (no unlink). */
 void ss__server_close_socket(ss_server *s);
 
-/* Prefork (prefork.c). */
-int  ss__prefork_serve(ss_server *s, double poll_interval);
-void ss__prefork_close(ss_server *s);
-void ss__prefork_free(ss_server *s);
-bool ss__prefork_is_worker(const ss_server *s);
 
 /* Signals (signals.c). */
 /* In a prefork worker: SIGTERM asks the worker's loop to shut down; SIGINT
  * is left to the parent when it handles it. */
 int  ss__signals_in_worker(ss_server *s);
+
+/* Whether every handler runs in this process (ss_server_broadcast). */
+static inline bool ss__same_process(const ss_server *s)
+{
+    return (!s->model || s->model->same_process) &&
+           (!s->layer || s->layer->same_process);
+}
 
 /* Constructors' common part (server.c). */
 ss_server *ss__server_new(const ss__type *type, const char *func,

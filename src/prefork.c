@@ -31,15 +31,14 @@ typedef struct worker {
     unsigned failures;      /* young deaths in a row */
 } worker;
 
-struct ss__prefork {
+typedef struct prefork {
     unsigned count;
     worker  *w;
-    bool     is_worker;     /* this process is one of the workers */
-};
+} prefork;
 
-bool ss__prefork_is_worker(const ss_server *s)
+static prefork *state(const ss_server *s)
 {
-    return s->prefork && s->prefork->is_worker;
+    return s->layer_state;
 }
 
 /* ---- in the worker ------------------------------------------------------ */
@@ -47,10 +46,9 @@ bool ss__prefork_is_worker(const ss_server *s)
 /* Make the inherited copy of the server this process's own. */
 static int become_worker(ss_server *s, unsigned index)
 {
-    struct ss__prefork *p = s->prefork;
+    prefork *p = state(s);
     unsigned i;
 
-    p->is_worker = true;
     ss__stats_worker(s, index);
     for (i = 0; i < p->count; i++)
         if (p->w[i].pidfd >= 0)
@@ -67,6 +65,11 @@ static int become_worker(ss_server *s, unsigned index)
     atomic_store(&s->shutdown_request, 0);
     if (s->model && s->model->forked)
         s->model->forked(s);
+    /* From here on the worker is a server of the inner model, whose
+     * requests a shutdown's drain bounds: the parent kills the worker
+     * close_timeout after asking it to stop. */
+    ss__server_drop_layer(s);
+    s->drain_all = true;
     return ss__signals_in_worker(s);
 }
 
@@ -87,7 +90,7 @@ static void worker_main(ss_server *s, unsigned index, double poll_interval)
 
 static int start_worker(ss_server *s, unsigned i, double poll_interval)
 {
-    worker *w = &s->prefork->w[i];
+    worker *w = &state(s)->w[i];
     pid_t pid = fork();
 
     if (pid < 0) {
@@ -120,7 +123,7 @@ static void describe_exit(int status, char *buf, size_t size)
 /* Reap worker i if it has exited; when `restart`, schedule its restart. */
 static bool reap_worker(ss_server *s, unsigned i, bool blocking, bool restart)
 {
-    worker *w = &s->prefork->w[i];
+    worker *w = &state(s)->w[i];
     char why[96];
     double delay;
     int status;
@@ -158,7 +161,7 @@ static bool reap_worker(ss_server *s, unsigned i, bool blocking, bool restart)
  * fires or `interval` passes. */
 static void supervise_wait(ss_server *s, double interval)
 {
-    struct ss__prefork *p = s->prefork;
+    prefork *p = state(s);
     struct pollfd *fds = malloc(((size_t)p->count + 1) * sizeof *fds);
     double until = ss__now() + interval;
     unsigned i, n = 0;
@@ -189,7 +192,7 @@ static void supervise_wait(ss_server *s, double interval)
 
 static void supervise(ss_server *s, double interval)
 {
-    struct ss__prefork *p = s->prefork;
+    prefork *p = state(s);
     unsigned i;
 
     while (!ss__shutdown_requested(s)) {
@@ -209,7 +212,7 @@ static bool all_reaped(ss_server *s, bool blocking)
     bool done = true;
     unsigned i;
 
-    for (i = 0; i < s->prefork->count; i++)
+    for (i = 0; i < state(s)->count; i++)
         if (!reap_worker(s, i, blocking, false))
             done = false;
     return done;
@@ -219,9 +222,9 @@ static void signal_workers(ss_server *s, int sig)
 {
     unsigned i;
 
-    for (i = 0; i < s->prefork->count; i++)
-        if (s->prefork->w[i].pid != 0)
-            kill(s->prefork->w[i].pid, sig);
+    for (i = 0; i < state(s)->count; i++)
+        if (state(s)->w[i].pid != 0)
+            kill(state(s)->w[i].pid, sig);
 }
 
 /* SIGTERM, wait up to close_timeout (0: as long as they take) and a
@@ -241,7 +244,7 @@ static void stop_workers(ss_server *s)
     all_reaped(s, true);
 }
 
-int ss__prefork_serve(ss_server *s, double poll_interval)
+static int prefork_serve(ss_server *s, double poll_interval)
 {
     double interval = poll_interval > 0 ? poll_interval : 0.5;
     unsigned i;
@@ -249,35 +252,64 @@ int ss__prefork_serve(ss_server *s, double poll_interval)
 
     if ((err = ss__begin_serving(s)) != 0)
         return err < 0 ? err : 0;
-    for (i = 0; i < s->prefork->count; i++)
-        s->prefork->w[i].restart_at = 0;
+    for (i = 0; i < state(s)->count; i++)
+        state(s)->w[i].restart_at = 0;
     supervise(s, interval);
     stop_workers(s);
     ss__end_serving(s);
     return 0;
 }
 
-void ss__prefork_close(ss_server *s)
+/* The parent's server_close: the workers first, then the inner model's
+ * close (the listening socket, the parent's own handlers if any). */
+static void prefork_server_close(ss_server *s)
 {
-    if (!s->prefork->is_worker)
-        stop_workers(s);
+    stop_workers(s);
+    s->inner.server_close(s);
 }
 
-void ss__prefork_free(ss_server *s)
+/* The workers serve, in other processes: nothing to drive here. */
+static int prefork_run_once(ss_server *s, double timeout)
 {
-    free(s->prefork->w);
-    free(s->prefork);
-    s->prefork = NULL;
+    (void)s, (void)timeout;
+    return -EINVAL;
 }
+
+static int prefork_loop_fd(const ss_server *s)
+{
+    (void)s;
+    return -EINVAL;
+}
+
+static void prefork_destroy(ss_server *s)
+{
+    free(state(s)->w);
+    free(state(s));
+}
+
+static const ss_server_ops prefork_ops = {
+    .server_close = prefork_server_close,
+};
+
+static const ss__model prefork_layer = {
+    .name = "prefork",
+    .ops = &prefork_ops,
+    .destroy = prefork_destroy,
+    .same_process = false,      /* handlers live in the workers */
+    .serve = prefork_serve,
+    .run_once = prefork_run_once,
+    .loop_fd = prefork_loop_fd,
+};
 
 int ss_server_use_prefork(ss_server *s, unsigned workers)
 {
-    struct ss__prefork *p;
+    prefork *p;
     unsigned i;
+    int err;
 
     if (!s || workers == 0)
         return -EINVAL;
-    if (s->prefork || atomic_load(&s->started))
+    if (s->layer || atomic_load(&s->started))
         return -EBUSY;
     if (s->model && !s->model->same_process)
         return -ENOTSUP;    /* forking inside prefork workers */
@@ -288,11 +320,11 @@ int ss_server_use_prefork(ss_server *s, unsigned workers)
     p->count = workers;
     for (i = 0; i < workers; i++)
         p->w[i].pidfd = -1;
-    if (ss__stats_prefork(s, workers) < 0) {
+    if ((err = ss__stats_prefork(s, workers)) < 0 ||
+        (err = ss__server_set_layer(s, &prefork_layer, p)) < 0) {
         free(p->w);
         free(p);
-        return -ENOMEM;
+        return err;
     }
-    s->prefork = p;
     return 0;
 }

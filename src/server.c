@@ -48,9 +48,12 @@ static void merge_ops(ss_server_ops *dst, const ss_server_ops *src)
 
 static void rebuild_ops(ss_server *s)
 {
-    s->base = *s->type->ops;
+    s->inner = *s->type->ops;
     if (s->model)
-        merge_ops(&s->base, s->model->ops);
+        merge_ops(&s->inner, s->model->ops);
+    s->base = s->inner;
+    if (s->layer)
+        merge_ops(&s->base, s->layer->ops);
     s->ops = s->base;
     merge_ops(&s->ops, &s->overrides);
 }
@@ -82,6 +85,23 @@ int ss__server_set_model(ss_server *s, const ss__model *model, void *state)
     s->model_state = state;
     rebuild_ops(s);
     return 0;
+}
+
+int ss__server_set_layer(ss_server *s, const ss__model *layer, void *state)
+{
+    if (s->layer || atomic_load(&s->started))
+        return -EBUSY;
+    s->layer = layer;
+    s->layer_state = state;
+    rebuild_ops(s);
+    return 0;
+}
+
+void ss__server_drop_layer(ss_server *s)
+{
+    s->layer = NULL;
+    s->layer_state = NULL;
+    rebuild_ops(s);
 }
 
 /* ---- construction ------------------------------------------------------- */
@@ -325,8 +345,6 @@ void ss_server_close(ss_server *s)
 {
     if (!s || atomic_exchange(&s->closed, true))
         return;
-    if (s->prefork)
-        ss__prefork_close(s);
     s->ops.server_close(s);
 }
 
@@ -335,8 +353,8 @@ void ss_server_free(ss_server *s)
     if (!s)
         return;
     ss_server_close(s);
-    if (s->prefork)
-        ss__prefork_free(s);
+    if (s->layer && s->layer->destroy)
+        s->layer->destroy(s);
     if (s->model && s->model->destroy)
         s->model->destroy(s);
     /* A server_close override that did not chain to the base one left the
@@ -393,7 +411,7 @@ int ss__dispatch(ss_server *s, ss_request *r)
      * a prefork worker (whose parent kills it close_timeout after asking
      * it to stop). Other handler threads and children are close's to
      * drain. */
-    r->inline_drain = !s->model || r->datagram || ss__prefork_is_worker(s);
+    r->inline_drain = !s->model || r->datagram || s->drain_all;
     err = s->ops.process_request(s, r, &r->client);
     if (err == 0)
         return 0;   /* the request is ended, or owned by a thread/child */
@@ -851,10 +869,16 @@ int ss_serve_forever(ss_server *s, double poll_interval)
 {
     if (!s)
         return -EINVAL;
-    if (s->prefork && !ss__prefork_is_worker(s))
-        return ss__prefork_serve(s, poll_interval);
+    if (s->layer && s->layer->serve)
+        return s->layer->serve(s, poll_interval);   /* the workers' parent */
     return ss__model_serve(s, poll_interval);
 }
+
+/* The table, layer first, whose entry f is set: who owns
+ * ss_server_run_once or ss_server_loop_fd. NULL: the library's own. */
+#define SS__OWNER(s, f)                                                     \
+    ((s)->layer && (s)->layer->f ? (s)->layer                               \
+     : (s)->model && (s)->model->f ? (s)->model : NULL)
 
 /* At max_connections: wait for a request's end (it signals the wake-up
  * descriptor) until `deadline` (< 0: none). 0, or -ETIMEDOUT. */
@@ -942,22 +966,23 @@ int ss_handle_request(ss_server *s)
 int ss_server_run_once(ss_server *s, double timeout)
 {
     int err;
+    const ss__model *m;
 
     if ((err = check_open(s)) < 0)
         return err;
-    if (s->prefork)
-        return -EINVAL;     /* its workers serve, in other processes */
-    if (s->model && s->model->run_once)
-        return s->model->run_once(s, timeout);
+    if ((m = SS__OWNER(s, run_once)))
+        return m->run_once(s, timeout);
     return handle_one(s, timeout);
 }
 
 int ss_server_loop_fd(const ss_server *s)
 {
+    const ss__model *m;
+
     if (!s)
         return -EINVAL;
-    if (s->model && s->model->loop_fd)
-        return s->model->loop_fd(s);
+    if ((m = SS__OWNER(s, loop_fd)))
+        return m->loop_fd(s);
     return atomic_load(&s->fd) >= 0 ? atomic_load(&s->fd) : -EBADF;
 }
 
@@ -972,7 +997,7 @@ int ss_server_broadcast(ss_server *s, const void *buf, size_t len,
 
     if (!s || (!buf && len))
         return -EINVAL;
-    if (s->prefork || (s->model && !s->model->same_process))
+    if (!ss__same_process(s))
         return -ENOTSUP;
     if (s->type->socktype != SOCK_STREAM)
         return 0;

@@ -732,6 +732,12 @@ static void test_stats_count_refusals_and_live_requests(void **state)
     assert_int_equal(st.peak_active, 3);
     for (i = 0; i < 3; i++)
         close(fd[i]);
+    for (i = 0; i < 2000; i++) {    /* their handlers end */
+        assert_int_equal(ss_server_get_stats(s, &st), 0);
+        if (st.active == 0)
+            break;
+        sleep_ms(5);
+    }
     atomic_store(&refusing, true);
     fd[0] = client_connect(ss_server_address(s));
     expect_closed(fd[0]);
