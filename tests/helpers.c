@@ -161,7 +161,7 @@ const char *temp_path(const char *tag)
 
 static void set_timeouts(int fd)
 {
-    struct timeval tv = {10, 0};
+    struct timeval tv = {(time_t)WAIT_LIMIT, 0};
 
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
