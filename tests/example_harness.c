@@ -1,6 +1,7 @@
 #include "example_harness.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -159,8 +160,9 @@ static bool drain(sink *s)
     return true;
 }
 
-int run_command(const char *const *argv, const char *input, size_t input_len,
-                char **out, size_t *out_len, char **err, double timeout)
+static int run(const char *const *argv, const char *input, size_t input_len,
+               bool hold_stdin, char **out, size_t *out_len, char **err,
+               double timeout)
 {
     int in[2], o[2], e[2], status = -1;
     posix_spawn_file_actions_t fa;
@@ -196,21 +198,27 @@ int run_command(const char *const *argv, const char *input, size_t input_len,
 
         p[0].fd = open_o ? so.fd : -1;
         p[1].fd = open_e ? se.fd : -1;
+        p[2].fd = in[1] >= 0 && written < input_len ? in[1] : -1;
         if (poll(p, 3, 50) < 0)
             continue;
         if (p[0].revents && !drain(&so))
             open_o = false;
         if (p[1].revents && !drain(&se))
             open_e = false;
-        if (in[1] >= 0 && p[2].revents) {
+        if (in[1] >= 0 && written < input_len && p[2].revents) {
             ssize_t n = write(in[1], input + written, input_len - written);
 
             if (n > 0)
                 written += (size_t)n;
-            if (n < 0 || written == input_len) {
-                close(in[1]);
-                in[1] = -1;
-            }
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                written = input_len;    /* it stopped reading: give up */
+        }
+        /* End of input: once written, or (hold_stdin) once a whole line
+         * of output has come back. */
+        if (in[1] >= 0 && written == input_len &&
+            (!hold_stdin || (so.buf && memchr(so.buf, '\n', so.len)))) {
+            close(in[1]);
+            in[1] = -1;
         }
     }
     if (in[1] >= 0)
@@ -245,6 +253,19 @@ int run_command(const char *const *argv, const char *input, size_t input_len,
     return status;
 }
 
+int run_command(const char *const *argv, const char *input, size_t input_len,
+                char **out, size_t *out_len, char **err, double timeout)
+{
+    return run(argv, input, input_len, false, out, out_len, err, timeout);
+}
+
+int run_command_holding_stdin(const char *const *argv, const char *input,
+                              size_t input_len, char **out, char **err,
+                              double timeout)
+{
+    return run(argv, input, input_len, true, out, NULL, err, timeout);
+}
+
 bool have_program(const char *name)
 {
     const char *argv[] = {"sh", "-c", NULL, NULL};
@@ -252,7 +273,7 @@ bool have_program(const char *name)
 
     snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
     argv[2] = cmd;
-    return run_command(argv, NULL, 0, NULL, NULL, NULL, 10) == 0;
+    return run_command(argv, NULL, 0, NULL, NULL, NULL, WAIT_LIMIT) == 0;
 }
 
 char *make_temp_dir(const char *tag)
