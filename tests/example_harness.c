@@ -56,6 +56,40 @@ char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* The examples started and not yet stopped, for example_teardown. */
+static struct {
+    pid_t pid;
+    char  log_path[128];
+} live[16];
+
+static void track(const example *e, bool running)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof live / sizeof live[0]; i++)
+        if (running ? live[i].pid == 0 : live[i].pid == e->pid) {
+            live[i].pid = running ? e->pid : 0;
+            snprintf(live[i].log_path, sizeof live[i].log_path, "%s",
+                     e->log_path);
+            return;
+        }
+}
+
+int example_teardown(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof live / sizeof live[0]; i++)
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+            unlink(live[i].log_path);
+            live[i].pid = 0;
+        }
+    return 0;
+}
+
 char *example_log(const example *e)
 {
     char *log = read_file(e->log_path, NULL);
@@ -89,6 +123,7 @@ void example_start(example *e, const char *name, const char *const *args)
                             environ) == 0, "cannot run %s", argv[0]);
     posix_spawn_file_actions_destroy(&fa);
     close(fd);
+    track(e, true);
     while (now() < end) {
         char *log = example_log(e), *p = strstr(log, "listening on ");
 
@@ -103,12 +138,14 @@ void example_start(example *e, const char *name, const char *const *args)
         if (waitpid(e->pid, &e->status, WNOHANG) == e->pid) {
             char *log2 = example_log(e);
 
+            track(e, false);
             fail_msg("%s exited before listening:\n%s", name, log2);
         }
         sleep_ms(5);
     }
     kill(e->pid, SIGKILL);
     waitpid(e->pid, NULL, 0);
+    track(e, false);
     fail_msg("%s did not print 'listening on' within %.0f s", name, WAIT_LIMIT);
 }
 
@@ -125,6 +162,7 @@ char *example_stop(example *e, int sig)
         kill(e->pid, SIGKILL);
         waitpid(e->pid, &e->status, 0);
     }
+    track(e, false);
     log = example_log(e);
     unlink(e->log_path);
     expect_true(rc == e->pid, "the example did not stop within %.0f s of "

@@ -26,6 +26,10 @@ void example_start(example *e, const char *name, const char *const *args);
  * Returns the server's log (stdout + stderr), to be freed. */
 char *example_stop(example *e, int sig);
 
+/* A cmocka teardown: kill (SIGKILL) any example a failed test left
+ * running and remove its log. */
+int example_teardown(void **state);
+
 /* The log so far, to be freed. */
 char *example_log(const example *e);
 

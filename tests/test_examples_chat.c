@@ -204,14 +204,16 @@ static void test_forking_models_are_refused(void **state)
     free(err);
 }
 
+#define TEST(f) cmocka_unit_test_teardown(f, example_teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chat_room_threading),
-        cmocka_unit_test(test_chat_room_pool),
-        cmocka_unit_test(test_nc_joins_the_room),
-        cmocka_unit_test(test_a_stalled_client_does_not_stall_the_room),
-        cmocka_unit_test(test_forking_models_are_refused),
+        TEST(test_chat_room_threading),
+        TEST(test_chat_room_pool),
+        TEST(test_nc_joins_the_room),
+        TEST(test_a_stalled_client_does_not_stall_the_room),
+        TEST(test_forking_models_are_refused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

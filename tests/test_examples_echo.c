@@ -289,19 +289,21 @@ static void test_bad_command_lines_are_refused(void **state)
     free(err);
 }
 
+#define TEST(f) cmocka_unit_test_teardown(f, example_teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tcp_echo_with_its_client_in_every_model),
-        cmocka_unit_test(test_tcp_echo_client_sends_stdin_lines),
-        cmocka_unit_test(test_tcp_echo_with_nc_and_socat),
-        cmocka_unit_test(test_tcp_echo_with_the_articles_python_client),
-        cmocka_unit_test(test_udp_echo_with_its_client_socat_and_python),
-        cmocka_unit_test(test_unix_stream_and_datagram_echo_remove_their_socket),
-        cmocka_unit_test(test_unix_echo_with_socat),
-        cmocka_unit_test(test_stops_cleanly_with_an_idle_client_connected),
-        cmocka_unit_test(test_a_client_vanishing_mid_reply_does_not_stop_the_server),
-        cmocka_unit_test(test_bad_command_lines_are_refused),
+        TEST(test_tcp_echo_with_its_client_in_every_model),
+        TEST(test_tcp_echo_client_sends_stdin_lines),
+        TEST(test_tcp_echo_with_nc_and_socat),
+        TEST(test_tcp_echo_with_the_articles_python_client),
+        TEST(test_udp_echo_with_its_client_socat_and_python),
+        TEST(test_unix_stream_and_datagram_echo_remove_their_socket),
+        TEST(test_unix_echo_with_socat),
+        TEST(test_stops_cleanly_with_an_idle_client_connected),
+        TEST(test_a_client_vanishing_mid_reply_does_not_stop_the_server),
+        TEST(test_bad_command_lines_are_refused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
