@@ -49,6 +49,26 @@ void   sleep_ms(int ms);
 /* Poll fn(arg) every millisecond until it is true or `seconds` pass. */
 bool   wait_for(bool (*fn)(void *), void *arg, double seconds);
 
+/* A hang guard for a wait that ends only when the code under test does its
+ * part (close returns, shutdown wakes the loop): unless guard_end comes
+ * first, after `seconds` a thread of its own (with every signal blocked)
+ * runs action(arg), which ends the wait some other way (the client hangs
+ * up, a connection wakes the server), and records that it had to.
+ * guard_end stops and joins it: true when the action ran. `arg` must
+ * outlive the guard. */
+typedef struct hang_guard {
+    pthread_t thread;
+    int       stop[2];      /* a pipe: written to by guard_end */
+    double    seconds;
+    void    (*action)(void *arg);
+    void     *arg;
+    bool      fired;
+} hang_guard;
+
+void guard_start(hang_guard *g, double seconds, void (*action)(void *),
+                 void *arg);
+bool guard_end(hang_guard *g);
+
 /* Leak counters. */
 int count_fds(void);
 int count_threads(void);
