@@ -1,6 +1,7 @@
 #include "example_harness.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -55,6 +56,40 @@ char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* The examples started and not yet stopped, for example_teardown. */
+static struct {
+    pid_t pid;
+    char  log_path[128];
+} live[16];
+
+static void track(const example *e, bool running)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof live / sizeof live[0]; i++)
+        if (running ? live[i].pid == 0 : live[i].pid == e->pid) {
+            live[i].pid = running ? e->pid : 0;
+            snprintf(live[i].log_path, sizeof live[i].log_path, "%s",
+                     e->log_path);
+            return;
+        }
+}
+
+int example_teardown(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof live / sizeof live[0]; i++)
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+            unlink(live[i].log_path);
+            live[i].pid = 0;
+        }
+    return 0;
+}
+
 char *example_log(const example *e)
 {
     char *log = read_file(e->log_path, NULL);
@@ -88,6 +123,7 @@ void example_start(example *e, const char *name, const char *const *args)
                             environ) == 0, "cannot run %s", argv[0]);
     posix_spawn_file_actions_destroy(&fa);
     close(fd);
+    track(e, true);
     while (now() < end) {
         char *log = example_log(e), *p = strstr(log, "listening on ");
 
@@ -102,12 +138,14 @@ void example_start(example *e, const char *name, const char *const *args)
         if (waitpid(e->pid, &e->status, WNOHANG) == e->pid) {
             char *log2 = example_log(e);
 
+            track(e, false);
             fail_msg("%s exited before listening:\n%s", name, log2);
         }
         sleep_ms(5);
     }
     kill(e->pid, SIGKILL);
     waitpid(e->pid, NULL, 0);
+    track(e, false);
     fail_msg("%s did not print 'listening on' within %.0f s", name, WAIT_LIMIT);
 }
 
@@ -124,6 +162,7 @@ char *example_stop(example *e, int sig)
         kill(e->pid, SIGKILL);
         waitpid(e->pid, &e->status, 0);
     }
+    track(e, false);
     log = example_log(e);
     unlink(e->log_path);
     expect_true(rc == e->pid, "the example did not stop within %.0f s of "
@@ -159,8 +198,9 @@ static bool drain(sink *s)
     return true;
 }
 
-int run_command(const char *const *argv, const char *input, size_t input_len,
-                char **out, size_t *out_len, char **err, double timeout)
+static int run(const char *const *argv, const char *input, size_t input_len,
+               bool hold_stdin, char **out, size_t *out_len, char **err,
+               double timeout)
 {
     int in[2], o[2], e[2], status = -1;
     posix_spawn_file_actions_t fa;
@@ -196,21 +236,27 @@ int run_command(const char *const *argv, const char *input, size_t input_len,
 
         p[0].fd = open_o ? so.fd : -1;
         p[1].fd = open_e ? se.fd : -1;
+        p[2].fd = in[1] >= 0 && written < input_len ? in[1] : -1;
         if (poll(p, 3, 50) < 0)
             continue;
         if (p[0].revents && !drain(&so))
             open_o = false;
         if (p[1].revents && !drain(&se))
             open_e = false;
-        if (in[1] >= 0 && p[2].revents) {
+        if (in[1] >= 0 && written < input_len && p[2].revents) {
             ssize_t n = write(in[1], input + written, input_len - written);
 
             if (n > 0)
                 written += (size_t)n;
-            if (n < 0 || written == input_len) {
-                close(in[1]);
-                in[1] = -1;
-            }
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                written = input_len;    /* it stopped reading: give up */
+        }
+        /* End of input: once written, or (hold_stdin) once a whole line
+         * of output has come back. */
+        if (in[1] >= 0 && written == input_len &&
+            (!hold_stdin || (so.buf && memchr(so.buf, '\n', so.len)))) {
+            close(in[1]);
+            in[1] = -1;
         }
     }
     if (in[1] >= 0)
@@ -245,6 +291,19 @@ int run_command(const char *const *argv, const char *input, size_t input_len,
     return status;
 }
 
+int run_command(const char *const *argv, const char *input, size_t input_len,
+                char **out, size_t *out_len, char **err, double timeout)
+{
+    return run(argv, input, input_len, false, out, out_len, err, timeout);
+}
+
+int run_command_holding_stdin(const char *const *argv, const char *input,
+                              size_t input_len, char **out, char **err,
+                              double timeout)
+{
+    return run(argv, input, input_len, true, out, NULL, err, timeout);
+}
+
 bool have_program(const char *name)
 {
     const char *argv[] = {"sh", "-c", NULL, NULL};
@@ -252,7 +311,7 @@ bool have_program(const char *name)
 
     snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
     argv[2] = cmd;
-    return run_command(argv, NULL, 0, NULL, NULL, NULL, 10) == 0;
+    return run_command(argv, NULL, 0, NULL, NULL, NULL, WAIT_LIMIT) == 0;
 }
 
 char *make_temp_dir(const char *tag)

@@ -19,12 +19,16 @@ typedef struct example {
 const char *example_bin(const char *name);
 
 /* Start example `name` with argv[1..] = args (NULL-terminated) and wait
- * (10 s at most) for its first line, "listening on ADDRESS". */
+ * (WAIT_LIMIT at most) for its first line, "listening on ADDRESS". */
 void example_start(example *e, const char *name, const char *const *args);
 
-/* Send `sig`, wait (10 s at most) and assert it exited with status 0.
+/* Send `sig`, wait (WAIT_LIMIT at most) and assert it exited with status 0.
  * Returns the server's log (stdout + stderr), to be freed. */
 char *example_stop(example *e, int sig);
+
+/* A cmocka teardown: kill (SIGKILL) any example a failed test left
+ * running and remove its log. */
+int example_teardown(void **state);
 
 /* The log so far, to be freed. */
 char *example_log(const example *e);
@@ -35,6 +39,13 @@ char *example_log(const example *e);
  * was killed or could not run. */
 int run_command(const char *const *argv, const char *input, size_t input_len,
                 char **out, size_t *out_len, char **err, double timeout);
+
+/* The same, but stdin stays open until the command has written a whole
+ * line to stdout: a client that stops waiting for replies a fixed time
+ * after its input ends (socat -t with UDP) gets its reply first. */
+int run_command_holding_stdin(const char *const *argv, const char *input,
+                              size_t input_len, char **out, char **err,
+                              double timeout);
 
 /* Is a program on PATH? */
 bool have_program(const char *name);

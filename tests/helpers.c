@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -64,6 +65,47 @@ bool wait_for(bool (*fn)(void *), void *arg, double seconds)
         sleep_ms(1);
     }
     return true;
+}
+
+static void *guard_main(void *arg)
+{
+    hang_guard *g = arg;
+    struct pollfd p = {.fd = g->stop[0], .events = POLLIN};
+    double end = now() + g->seconds, left;
+
+    while ((left = end - now()) > 0)
+        if (poll(&p, 1, (int)(left * 1000) + 1) > 0)
+            return NULL;    /* stopped in time */
+    g->fired = true;
+    g->action(g->arg);
+    return NULL;
+}
+
+void guard_start(hang_guard *g, double seconds, void (*action)(void *),
+                 void *arg)
+{
+    sigset_t all, old;
+
+    assert_int_equal(pipe2(g->stop, O_CLOEXEC), 0);
+    g->seconds = seconds;
+    g->action = action;
+    g->arg = arg;
+    g->fired = false;
+    /* The thread inherits a mask that blocks everything: signals a test
+     * sends to the process go to the threads under test. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    assert_int_equal(pthread_create(&g->thread, NULL, guard_main, g), 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+bool guard_end(hang_guard *g)
+{
+    assert_int_equal(write(g->stop[1], "x", 1), 1);
+    assert_int_equal(pthread_join(g->thread, NULL), 0);
+    close(g->stop[0]);
+    close(g->stop[1]);
+    return g->fired;
 }
 
 static int count_dir(const char *path)
@@ -161,7 +203,7 @@ const char *temp_path(const char *tag)
 
 static void set_timeouts(int fd)
 {
-    struct timeval tv = {10, 0};
+    struct timeval tv = {(time_t)WAIT_LIMIT, 0};
 
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

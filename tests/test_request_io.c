@@ -189,7 +189,9 @@ static int wait_readable_cases(ss_request *r, const ss_address *c,
     got_n[2] = ss_readline(r, line, sizeof line);   /* "a\n" of "a\nb\n" */
     got_n[3] = ss_wait_readable(r, 0);      /* "b\n" is buffered */
     got_n[4] = ss_readline(r, line, sizeof line);
-    got_n[5] = ss_wait_readable(r, 5.0);    /* EOF is readable */
+    /* EOF is readable (the client's FIN follows its data; the limit is a
+     * hang guard) */
+    got_n[5] = ss_wait_readable(r, WAIT_LIMIT);
     got_n[6] = ss_wait_readable(NULL, 0);
     return 0;
 }
@@ -217,6 +219,14 @@ static void test_wait_readable_tells_waiting_from_sending_clients(void **state)
 
 /* ---- wfile ---------------------------------------------------------------- */
 
+static atomic_bool writes_made;
+
+static bool made_writes(void *arg)
+{
+    (void)arg;
+    return atomic_load(&writes_made);
+}
+
 static int buffered_writes(ss_request *r, const ss_address *c, ss_server *s)
 {
     char line[16];
@@ -224,6 +234,7 @@ static int buffered_writes(ss_request *r, const ss_address *c, ss_server *s)
     (void)c, (void)s;
     got_n[0] = ss_write(r, "held", 4);
     got_n[1] = ss_printf(r, " %d %s\n", 42, "back");
+    atomic_store(&writes_made, true);
     /* the client checks nothing arrived, then asks for the flush */
     if (ss_readline(r, line, sizeof line) <= 0)
         return -EIO;
@@ -248,7 +259,12 @@ static void test_buffered_wfile_sends_on_flush_and_after_finish(void **state)
     session t;
 
     (void)state;
+    atomic_store(&writes_made, false);
     open_session(&t, &h);
+    /* once both writes have returned, nothing may have been sent: had
+     * they sent, the bytes would be on their way on loopback */
+    expect_true(wait_for(made_writes, NULL, WAIT_LIMIT), "the handler did not "
+                "write");
     expect_true(!readable_within(t.fd, 100), "buffered bytes were sent early");
     send_all_fd(t.fd, "flush\n", 6);
     assert_int_equal(recv_line(t.fd, line, sizeof line), 13);
@@ -285,7 +301,10 @@ static void test_buffered_wfile_sends_when_the_buffer_is_full(void **state)
 
     (void)state;
     open_session(&t, &h);
-    expect_true(readable_within(t.fd, 2000), "a full buffer was held back");
+    /* held back, it would come only after our "ok": never (the limit is a
+     * hang guard) */
+    expect_true(readable_within(t.fd, (int)(WAIT_LIMIT * 1000)),
+                "a full buffer was held back");
     assert_int_equal(recv_line(t.fd, line, sizeof line), 8);
     assert_string_equal(line, "abcdefg\n");
     send_all_fd(t.fd, "ok\n", 3);
@@ -372,8 +391,13 @@ static double sendall_seconds;
 
 static int big_sendall_timed(ss_request *r, const ss_address *c, ss_server *s)
 {
-    double t0 = now();
+    int small = 65536;
+    double t0;
 
+    /* socket buffers that cannot hold much of the 8 MiB, whatever the
+     * system's limits */
+    setsockopt(ss_request_fd(r), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    t0 = now();
     big_sendall(r, c, s);
     sendall_seconds = now() - t0;
     return 0;
@@ -381,25 +405,29 @@ static int big_sendall_timed(ss_request *r, const ss_address *c, ss_server *s)
 
 /* The handler timeout bounds a whole ss_sendall, as it bounds Python's
  * sendall: a client that takes a little now and then cannot stretch one
- * call past it (each partial send restarting the timeout would let 8 MiB
- * trickle out for 5 s). */
+ * call past it. The client takes at most 16 KiB every 10 ms, so the 8 MiB
+ * need at least 5 s: a timeout restarted by each partial send would never
+ * fire, and sendall would return 0; the whole call's timeout returns
+ * -ETIMEDOUT. The loop's limit is a hang guard. */
 static void test_sendall_timeout_covers_the_whole_call(void **state)
 {
     ss_handler h = {.handle = big_sendall_timed, .timeout = 0.5};
     double t0 = now();
     char buf[16384];
+    int small = 65536;
     session t;
 
     (void)state;
     open_session(&t, &h);
-    while (now() - t0 < 20 && recv(t.fd, buf, sizeof buf, 0) > 0)
+    setsockopt(t.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    while (now() - t0 < WAIT_LIMIT && recv(t.fd, buf, sizeof buf, 0) > 0)
         sleep_ms(10);       /* 16 KiB every 10 ms */
     close_session(&t);
     expect_true(got_n[0] == -ETIMEDOUT, "sendall returned %zd (%s) after "
                 "%.2f s", got_n[0], ss_strerror((int)got_n[0]),
                 sendall_seconds);
-    expect_true(sendall_seconds < 3.0, "sendall took %.2f s with a 0.5 s "
-                "timeout", sendall_seconds);
+    expect_true(sendall_seconds >= 0.5, "sendall gave up after %.2f s, "
+                "before its timeout", sendall_seconds);
 }
 
 /* ---- datagrams ------------------------------------------------------------ */
@@ -454,14 +482,23 @@ static void expect_error(int count, int err)
     assert_int_equal(atomic_load(&dgram_last_err), err);
 }
 
+static void tell(int fd, const ss_address *a, const char *msg, size_t len)
+{
+    assert_int_equal(sendto(fd, msg, len, 0,
+                            (const struct sockaddr *)&a->storage, a->len),
+                     (ssize_t)len);
+}
+
+/* Send a datagram and receive the next one (the client's receive timeout,
+ * WAIT_LIMIT, is the hang guard). The server is synchronous: replies come
+ * in the order of the requests, so a request that must get no reply is
+ * followed by one that must, whose reply has to be the next datagram. */
 static ssize_t ask(int fd, const ss_address *a, const char *msg, size_t len,
                    char *reply, size_t size)
 {
     ssize_t n;
 
-    sendto(fd, msg, len, 0, (const struct sockaddr *)&a->storage, a->len);
-    if (!readable_within(fd, 500))
-        return -1;
+    tell(fd, a, msg, len);
     n = recv(fd, reply, size - 1, 0);
     reply[n > 0 ? n : 0] = '\0';
     return n;
@@ -482,18 +519,19 @@ static void run_datagram_checks(ss_server *s)
     assert_true(fd >= 0);
     assert_int_equal(ask(fd, a, "hi\n", 3, reply, sizeof reply), 5);
     assert_string_equal(reply, "3:hi\n");
-    /* nothing written: no (empty) datagram, unlike Python */
-    assert_int_equal(ask(fd, a, "quiet", 5, reply, sizeof reply), -1);
+    /* nothing written: no (empty) datagram, unlike Python; the next reply
+     * is that to "now" */
+    tell(fd, a, "quiet", 5);
     assert_int_equal(ask(fd, a, "now", 3, reply, sizeof reply), 10);
     assert_string_equal(reply, "immediate\n");
     assert_int_equal(ask(fd, a, "fail", 4, reply, sizeof reply), 8);
     assert_string_equal(reply, "partial\n");
     expect_error(1, -EPROTO);
-    /* longer than max_packet_size (100): reported, not handled */
+    /* longer than max_packet_size (100): reported, not handled (no
+     * reply: the next is that to "again"), and the server keeps serving */
     memset(big, 'b', sizeof big);
-    assert_int_equal(ask(fd, a, big, sizeof big, reply, sizeof reply), -1);
+    tell(fd, a, big, sizeof big);
     expect_error(2, -EMSGSIZE);
-    /* the server keeps serving */
     assert_int_equal(ask(fd, a, "again\n", 6, reply, sizeof reply), 8);
     assert_string_equal(reply, "6:again\n");
     close(fd);

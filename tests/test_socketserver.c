@@ -384,6 +384,7 @@ static void *writer_client(void *arg)
     static char buf[1 << 16];
     ssize_t n, total = 0;
     int fd = client_connect(wt.address);
+    double end;
 
     (void)arg;
     if (fd < 0)
@@ -391,11 +392,11 @@ static void *writer_client(void *arg)
     recv_line(fd, wt.response1, sizeof wt.response1);
     send_all_fd(fd, "client response\n", 16);
     recv_exact(fd, buf, 100);
-    /* Signal the server thread, blocked in send, until it noticed. */
-    while (!atomic_load(&wt.interrupted)) {
+    /* Signal the server thread, blocked in send, until it noticed (or a
+     * hang guard of WAIT_LIMIT passed: the test then fails). */
+    for (end = now() + WAIT_LIMIT;
+         !atomic_load(&wt.interrupted) && now() < end; sleep_ms(10))
         pthread_kill(wt.main_thread, SIGUSR1);
-        sleep_ms(10);
-    }
     while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
         total += n;
     wt.received2 = total;
