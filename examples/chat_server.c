@@ -4,13 +4,16 @@
  * line goes to everyone else as "alice: hi", and the room hears "* alice
  * joined" and "* alice left".
  *
- *   chat_server [--model threading|pool|sync] [--workers N] [ADDRESS]
+ *   chat_server [--model threading|pool|async|sync] [--workers N] [ADDRESS]
  *
  * Each client's handler lives as long as its connection, so the model must
- * run handlers side by side in one process (threading, or a pool with a
- * worker per client); ss_server_broadcast cannot reach handlers in other
- * processes. A client that stops reading does not stall the room: when it
- * cannot take a message within a second, the library drops its connection.
+ * run handlers side by side in one process: threading, a pool with a
+ * worker per client, or async mode, where every client is a coroutine and
+ * one event loop (or --workers N loops) holds the whole room;
+ * ss_server_broadcast reaches the handlers of every loop, but not those in
+ * other processes (forking, prefork). A client that stops reading does not
+ * stall the room: when it cannot take a message within a second, the
+ * library drops its connection.
  */
 #include "example.h"
 
@@ -80,15 +83,16 @@ int main(int argc, char **argv)
     ss_handler handler = {.handle = handle, .state_size = sizeof(member)};
     ss_server_options options = example_options(NULL);
     ss_server *server;
-    const char *usage = "chat_server [--model threading|pool|sync] "
-                        "[--workers N] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS;
+    const char *usage = "chat_server [--model threading|pool|async|sync] "
+                        "[--workers N] [ADDRESS]\n" EXAMPLE_WORKERS_FORMS
+                        "\n" EXAMPLE_ADDRESS_FORMS;
 
     example_parse(argc, argv, &args, "model", usage);
     if (args.model && (strcmp(args.model, "forking") == 0 ||
                        strcmp(args.model, "prefork") == 0)) {
         fprintf(stderr, "chat_server: --model %s runs handlers in separate "
                 "processes, which cannot broadcast to each other; use "
-                "threading or pool\n", args.model);
+                "threading, pool or async\n", args.model);
         return 2;
     }
     if (!(server = ss_tcp_server_new(args.address, &handler, &options)))

@@ -2,7 +2,13 @@
  * The uppercase echo server of the original articles: every chunk a client
  * sends comes back in capitals, and the server logs "<client> sent: <data>".
  *
- *   echo_tcp_server [--model sync|threading|forking|pool|prefork] [ADDRESS]
+ *   echo_tcp_server [--model sync|threading|forking|pool|prefork|async]
+ *                   [--workers N] [ADDRESS]
+ *
+ * Every model runs the same handler: in async mode ss_recv and ss_sendall
+ * yield to other connections instead of blocking, and the one other call,
+ * a short log line to stdout, is fine on an event loop (stdout is a file or
+ * a terminal; a pipe nobody reads would stall every model alike).
  *
  * ADDRESS may name an inherited socket: fd:N, or systemd for socket
  * activation, as in
@@ -42,8 +48,9 @@ int main(int argc, char **argv)
     ss_server *server;
 
     example_parse(argc, argv, &args, "model",
-                  "echo_tcp_server [--model sync|threading|forking|pool|"
-                  "prefork] [--workers N] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS);
+                  "echo_tcp_server [--model " EXAMPLE_MODELS "] "
+                  "[--workers N] [ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n"
+                  EXAMPLE_ADDRESS_FORMS);
     if (!(server = ss_tcp_server_new(args.address, &handler, &options)))
         return example_fail("echo_tcp_server");
     if (!(server = example_apply_model(server, &args)))

@@ -1,7 +1,12 @@
 /*
  * The uppercase echo server over UDP: one datagram, one reply.
  *
- *   echo_udp_server [--model sync|threading|forking|pool|prefork] [ADDRESS]
+ *   echo_udp_server [--model sync|threading|forking|pool|prefork|async]
+ *                   [--workers N] [ADDRESS]
+ *
+ * In async mode each datagram is a coroutine on the loop, which receives
+ * them in batches; the handler never waits (the reply goes out after it
+ * returns), so it is the same code in every model.
  *
  * ADDRESS may name an inherited socket: fd:N, or systemd for socket
  * activation, as in
@@ -42,8 +47,9 @@ int main(int argc, char **argv)
     ss_server *server;
 
     example_parse(argc, argv, &args, "model",
-                  "echo_udp_server [--model sync|threading|forking|pool|"
-                  "prefork] [--workers N] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS);
+                  "echo_udp_server [--model " EXAMPLE_MODELS "] "
+                  "[--workers N] [ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n"
+                  EXAMPLE_ADDRESS_FORMS);
     if (!(server = ss_udp_server_new(args.address, &handler, &options)))
         return example_fail("echo_udp_server");
     if (!(server = example_apply_model(server, &args)))

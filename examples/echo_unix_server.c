@@ -2,7 +2,12 @@
  * The uppercase echo server on a Unix socket, stream or (--datagram)
  * datagram. The socket file is removed when the server stops.
  *
- *   echo_unix_server [--datagram] [--model ...] [PATH]
+ *   echo_unix_server [--datagram]
+ *                    [--model sync|threading|forking|pool|prefork|async]
+ *                    [--workers N] [PATH]
+ *
+ * The handlers are those of echo_tcp_server and echo_udp_server, and run
+ * unchanged in async mode (see there).
  *
  * PATH may name an inherited socket instead: fd:N, or systemd for socket
  * activation (systemd-socket-activate -l /tmp/echo.sock echo_unix_server
@@ -34,21 +39,30 @@ static int handle_stream(ss_request *request, const ss_address *client,
     return (int)n;
 }
 
+/* The reply is made a piece at a time: in async mode the handler runs on
+ * a coroutine's stack (64 KiB by default), too small for a copy of a whole
+ * datagram beside everything else. ss_write collects the pieces into one
+ * reply datagram, sent after the handler returns. */
 static int handle_datagram(ss_request *request, const ss_address *client,
                            ss_server *server)
 {
-    char who[SS_ADDRESS_STRLEN], reply[65536];
+    char who[SS_ADDRESS_STRLEN], piece[1024];
     const char *packet;
-    size_t len, i;
+    size_t len, at, n, i;
 
     (void)server;
     packet = ss_request_packet(request, &len);
     printf("%s sent: %.*s%s", ss_address_format(client, who, sizeof who),
            (int)len, packet, len && packet[len - 1] == '\n' ? "" : "\n");
     fflush(stdout);
-    for (i = 0; i < len && i < sizeof reply; i++)
-        reply[i] = (char)toupper((unsigned char)packet[i]);
-    return ss_write(request, reply, i) < 0 ? -EIO : 0;
+    for (at = 0; at < len; at += n) {
+        n = len - at < sizeof piece ? len - at : sizeof piece;
+        for (i = 0; i < n; i++)
+            piece[i] = (char)toupper((unsigned char)packet[at + i]);
+        if (ss_write(request, piece, n) < 0)
+            return -EIO;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -59,8 +73,8 @@ int main(int argc, char **argv)
     ss_server *server;
 
     example_parse(argc, argv, &args, "model datagram",
-                  "echo_unix_server [--datagram] [--model sync|threading|"
-                  "forking|pool|prefork] [--workers N] [PATH]\n"
+                  "echo_unix_server [--datagram] [--model " EXAMPLE_MODELS
+                  "] [--workers N] [PATH]\n" EXAMPLE_WORKERS_FORMS "\n"
                   EXAMPLE_PATH_FORMS);
     if (args.datagram) {
         handler.handle = handle_datagram;

@@ -34,40 +34,83 @@ static double seconds(const char *text, const char *usage)
     return v;
 }
 
+/* Whether `name` is one of the space-separated words of `accepted`
+ * ("timeout" must not match "connect-timeout"). */
+static bool accepts(const char *accepted, const char *name)
+{
+    size_t len = strlen(name);
+    const char *p;
+
+    for (p = strstr(accepted, name); p; p = strstr(p + 1, name))
+        if ((p == accepted || p[-1] == ' ') && (p[len] == ' ' || !p[len]))
+            return true;
+    return false;
+}
+
+/* Operand number `n` (from 0): ADDRESS, then BACKEND when the program
+ * takes one. */
+static void operand(example_args *args, int n, const char *text,
+                    bool backend, const char *usage)
+{
+    if (n == 0)
+        args->address = text;
+    else if (n == 1 && backend)
+        args->backend = text;
+    else
+        usage_exit(usage, "too many operands");
+}
+
 void example_parse(int argc, char **argv, example_args *args,
                    const char *accepted, const char *usage)
 {
-    int i;
+    bool backend = accepts(accepted, "backend");
+    int i, operands = 0;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
 
-        if (strcmp(a, "--model") == 0 && has_value && strstr(accepted, "model"))
+        if (strcmp(a, "--model") == 0 && has_value &&
+            accepts(accepted, "model"))
             args->model = argv[++i];
         else if (strcmp(a, "--workers") == 0 && has_value &&
-                 strstr(accepted, "model"))
+                 accepts(accepted, "model"))
             args->workers = (unsigned)number(argv[++i], usage);
-        else if (strcmp(a, "--root") == 0 && has_value && strstr(accepted, "root"))
+        else if (strcmp(a, "--root") == 0 && has_value &&
+                 accepts(accepted, "root"))
             args->root = argv[++i];
         else if (strcmp(a, "--count") == 0 && has_value &&
-                 strstr(accepted, "count"))
+                 accepts(accepted, "count"))
             args->count = (int)number(argv[++i], usage);
         else if (strcmp(a, "--max-size") == 0 && has_value &&
-                 strstr(accepted, "max-size"))
+                 accepts(accepted, "max-size"))
             args->max_size = number(argv[++i], usage);
         else if (strcmp(a, "--timeout") == 0 && has_value &&
-                 strstr(accepted, "timeout"))
+                 accepts(accepted, "timeout"))
             args->timeout = seconds(argv[++i], usage);
-        else if (strcmp(a, "--datagram") == 0 && strstr(accepted, "datagram"))
+        else if (strcmp(a, "--connect-timeout") == 0 && has_value &&
+                 accepts(accepted, "connect-timeout"))
+            args->connect_timeout = seconds(argv[++i], usage);
+        else if (strcmp(a, "--datagram") == 0 && accepts(accepted, "datagram"))
             args->datagram = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             usage_exit(usage, NULL);
         else if (a[0] == '-' && a[1] == '-')
             usage_exit(usage, "unknown option");
         else
-            args->address = a;
+            operand(args, operands++, a, backend, usage);
     }
+    if (backend && operands != 2)
+        usage_exit(usage, "expected two operands: ADDRESS BACKEND");
+}
+
+/* Async mode: --workers is the number of event loops. Each loop serves
+ * thousands of connections; more than one only helps on several cores. */
+static int use_async(ss_server *server, unsigned loops)
+{
+    ss_async_options o = {.loops = loops ? loops : 1};
+
+    return ss_server_use_async(server, &o);
 }
 
 ss_server *example_apply_model(ss_server *server, const example_args *args)
@@ -86,12 +129,16 @@ ss_server *example_apply_model(ss_server *server, const example_args *args)
         err = ss_server_use_thread_pool(server, workers ? workers : 16, 64);
     else if (strcmp(m, "prefork") == 0)
         err = ss_server_use_prefork(server, workers ? workers : 2);
-    else
-        err = -EINVAL;
+    else if (strcmp(m, "async") == 0)
+        err = use_async(server, workers);
+    else {
+        fprintf(stderr, "--model %s: expected sync, threading, forking, pool, "
+                "prefork or async\n", m);
+        ss_server_free(server);
+        return NULL;
+    }
     if (err < 0) {
-        fprintf(stderr, "--model %s: %s\n", m,
-                err == -EINVAL ? "expected sync, threading, forking, pool or "
-                                 "prefork" : ss_strerror(err));
+        fprintf(stderr, "--model %s: %s\n", m, ss_strerror(err));
         ss_server_free(server);
         return NULL;
     }
@@ -150,4 +197,26 @@ int example_write_all(int fd, const void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+typedef struct blocking_call {
+    int  (*fn)(void *arg);
+    void  *arg;
+    bool   ran;             /* set by fn's thread, read after it returned */
+} blocking_call;
+
+static int run_call(void *arg)
+{
+    blocking_call *c = arg;
+
+    c->ran = true;
+    return c->fn(c->arg);
+}
+
+int example_run_blocking(ss_request *r, int (*fn)(void *arg), void *arg)
+{
+    blocking_call c = {fn, arg, false};
+    int rc = ss_run_blocking(r, run_call, &c);
+
+    return c.ran ? rc : fn(arg);
 }

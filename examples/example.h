@@ -1,7 +1,7 @@
 /*
  * What every example program shares: the command line
  *
- *   NAME [--model sync|threading|forking|pool|prefork] [--workers N]
+ *   NAME [--model sync|threading|forking|pool|prefork|async] [--workers N]
  *        [options] [ADDRESS]
  *
  * the "listening on ADDRESS" line, and a clean stop on Ctrl-C or SIGTERM.
@@ -14,14 +14,24 @@
 
 typedef struct example_args {
     const char *model;          /* "sync", "threading", ... */
-    unsigned    workers;        /* pool threads or prefork processes */
+    unsigned    workers;        /* pool threads, prefork processes or async
+                                   loops */
     const char *address;
+    const char *backend;        /* the second operand (tcp_proxy) */
     bool        datagram;       /* --datagram (Unix echo) */
     int         count;          /* --count N (clients) */
     const char *root;           /* --root DIR */
     long long   max_size;       /* --max-size BYTES */
     double      timeout;        /* --timeout SECONDS: handler I/O timeout */
+    double      connect_timeout; /* --connect-timeout SECONDS (tcp_proxy) */
 } example_args;
+
+/* The models every example server takes, for its usage text, and what
+ * --workers means for each. */
+#define EXAMPLE_MODELS "sync|threading|forking|pool|prefork|async"
+#define EXAMPLE_WORKERS_FORMS                                                \
+    "--workers N: pool threads (16), prefork processes (2) or async event "  \
+    "loops (1)"
 
 /* The address forms every example server takes, for its usage text. */
 #define EXAMPLE_ADDRESS_FORMS                                                \
@@ -33,8 +43,10 @@ typedef struct example_args {
     "socket),\n  systemd or systemd:NAME (systemd socket activation)"
 
 /* Parse argv into args (defaults already filled in by the caller). Options
- * named in `accepted` ("model root datagram count max-size timeout") are
- * allowed; --model also allows --workers.
+ * named in `accepted` ("model root datagram count max-size timeout
+ * connect-timeout") are allowed; --model also allows --workers. With
+ * "backend" in `accepted` there are two operands, ADDRESS and BACKEND,
+ * both required; otherwise one, ADDRESS, which may be left out.
  * Prints usage and exits 2 on a bad command line. */
 void example_parse(int argc, char **argv, example_args *args,
                    const char *accepted, const char *usage);
@@ -52,6 +64,14 @@ ss_server_options example_options(void *data);
 
 /* Write all of buf to fd (a file), retrying after EINTR: 0 or -errno. */
 int example_write_all(int fd, const void *buf, size_t len);
+
+/* fn(arg) through ss_run_blocking: on another thread in async mode, so
+ * that file work which may sleep does not stall the event loop; a plain
+ * call in the other models. When no thread can take it (ss_run_blocking
+ * fails without running fn), fn runs here all the same: the work must be
+ * done (a temporary closed and removed, say), and a loop held up once is
+ * better than a leak. Returns fn's result. */
+int example_run_blocking(ss_request *r, int (*fn)(void *arg), void *arg);
 
 /* Print ss_last_error() for a failed constructor and return 1. */
 int example_fail(const char *what);

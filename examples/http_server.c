@@ -3,8 +3,8 @@
  * http.server is built on socketserver: GET and HEAD, keep-alive and
  * pipelining, files confined to --root.
  *
- *   http_server [--model sync|threading|forking|pool|prefork] [--workers N]
- *               [--root DIR] [--timeout SECONDS] [ADDRESS]
+ *   http_server [--model sync|threading|forking|pool|prefork|async]
+ *               [--workers N] [--root DIR] [--timeout SECONDS] [ADDRESS]
  *
  * ADDRESS defaults to 127.0.0.1:8080, DIR to the current directory, the
  * model to threading. --timeout (default 10 s, 0 = none) bounds each read
@@ -42,6 +42,13 @@
  *   closes it with "Connection: close", after a short lingering read (see
  *   linger_close).
  *
+ * Async mode runs the same handler on an event loop. Opening a file and
+ * fstat look it up in the kernel's caches of a (small) root: done on the
+ * loop, as a web server's open() is. Reading a file is done on the loop
+ * for a file of one chunk (one short read); a larger file's chunks may
+ * have to come from the disk, one by one, so they are read through
+ * ss_run_blocking, and the other connections are served meanwhile.
+ *
  * One line per request goes to stdout, flushed at once so that forked
  * children lose nothing; refused and broken requests say why:
  *   127.0.0.1:40312 "GET /index.html HTTP/1.1" 200 1234
@@ -74,9 +81,9 @@
 #define LINGER_SECONDS 2.0      /* lingering read after an error answer */
 #define LOG_FIELD_MAX  200      /* longest method or target logged */
 
-#define USAGE "http_server [--model sync|threading|forking|pool|prefork] " \
-              "[--workers N] [--root DIR] [--timeout SECONDS] [ADDRESS]\n" \
-              EXAMPLE_ADDRESS_FORMS
+#define USAGE "http_server [--model " EXAMPLE_MODELS "] [--workers N] " \
+              "[--root DIR] [--timeout SECONDS] [ADDRESS]\n"             \
+              EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_ADDRESS_FORMS
 
 /* One connection: ss_handler.state_size bytes that the library allocates
  * zeroed for each request (here a connection) and frees after it. */
@@ -96,6 +103,9 @@ typedef struct conn {
                                        linger_close */
     char path[PATH_MAX_LEN + sizeof INDEX_NAME];
     char extra[HEAD_MAX + 64];      /* extra header fields of an answer */
+    char chunk[FILE_CHUNK];         /* file data on its way: here, not on
+                                       the stack, which is a coroutine's
+                                       64 KiB in async mode */
 } conn;
 
 /* ---- logging ------------------------------------------------------------- */
@@ -418,27 +428,45 @@ static const char *content_type(const char *path)
     return "application/octet-stream";
 }
 
+typedef struct chunk_read {     /* one read of file data */
+    int    fd;
+    char  *buf;
+    size_t len;
+} chunk_read;
+
+/* Bytes read (0 at the end of the file) or -errno; len <= FILE_CHUNK. */
+static int read_chunk(void *arg)
+{
+    const chunk_read *rd = arg;
+    ssize_t n;
+
+    while ((n = read(rd->fd, rd->buf, rd->len)) < 0 && errno == EINTR)
+        ;
+    return n < 0 ? -errno : (int)n;
+}
+
 /* Copy size bytes of the file to the client in FILE_CHUNK pieces through
  * the write buffer, counting in *sent what was handed to the library.
- * Returns 0 or -errno; *failed says which side failed. */
+ * A file of more than one chunk is read through ss_run_blocking (see the
+ * top of the file). Returns 0 or -errno; *failed says which side failed. */
 static int send_body(conn *c, int fd, long long size, long long *sent,
                      const char **failed)
 {
-    char chunk[FILE_CHUNK];
+    bool in_place = size <= FILE_CHUNK;
     int err;
 
     while (*sent < size) {
         size_t want = size - *sent < FILE_CHUNK ? (size_t)(size - *sent)
                                                 : FILE_CHUNK;
-        ssize_t n = read(fd, chunk, want);
+        chunk_read rd = {fd, c->chunk, want};
+        int n = in_place ? read_chunk(&rd)
+                         : example_run_blocking(c->request, read_chunk, &rd);
 
-        if (n < 0 && errno == EINTR)
-            continue;
         if (n <= 0) {
             *failed = "reading the file";
-            return n < 0 ? -errno : -ENODATA;  /* it shrank meanwhile */
+            return n < 0 ? n : -ENODATA;  /* it shrank meanwhile */
         }
-        if ((err = ss_write(c->request, chunk, (size_t)n)) < 0) {
+        if ((err = ss_write(c->request, c->chunk, (size_t)n)) < 0) {
             *failed = "sending";
             return err;
         }
@@ -595,7 +623,9 @@ static double now(void)
  * closing a socket with unread input makes the kernel send a reset, and
  * a reset can destroy the answer before the client has read it. So, as
  * Apache and nginx do ("lingering close"), stop sending and read and drop
- * whatever still arrives, until the client closes or LINGER_SECONDS pass. */
+ * whatever still arrives, until the client closes or LINGER_SECONDS pass.
+ * The wait is ss_wait_fd, not poll(): in async mode it lets the loop serve
+ * other connections meanwhile, and in every model a shutdown ends it. */
 static void linger_close(conn *c)
 {
     int fd = ss_request_fd(c->request);
@@ -604,10 +634,9 @@ static void linger_close(conn *c)
     if (fd < 0 || shutdown(fd, SHUT_WR) < 0)
         return;
     for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
         double left = end - now();
 
-        if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+        if (left <= 0 || ss_wait_fd(c->request, fd, POLLIN, left) <= 0)
             return;
         if (ss_recv(c->request, c->head, sizeof c->head) <= 0)
             return;

@@ -3,7 +3,7 @@
  * the files a client sends under a root directory, and it interoperates
  * unchanged with the article's client.
  *
- *   upload_server [--model sync|threading|forking|pool|prefork]
+ *   upload_server [--model sync|threading|forking|pool|prefork|async]
  *                 [--workers N] [--root DIR] [--max-size BYTES]
  *                 [--timeout SECONDS] [ADDRESS]
  *
@@ -67,6 +67,11 @@
  * up) leaves its temporary behind; list hides it, put and get refuse its
  * name.
  *
+ * Async mode. The handler is the same in every model; in async mode the
+ * connection's I/O yields to other connections, and the file work that
+ * may sleep for long goes through ss_run_blocking (see "file work" below),
+ * so that one slow disk does not stall every connection of the loop.
+ *
  * Replies and the article's client. The article's client never reads the
  * replies, and a client that closes its socket with unread data makes
  * Linux reset the connection and drop whatever it had not sent yet (RFC
@@ -109,9 +114,9 @@
                                            delayed ACK holding its next
                                            segment back) */
 
-#define USAGE "upload_server [--model sync|threading|forking|pool|prefork] " \
-              "[--workers N] [--root DIR] [--max-size BYTES] "              \
-              "[--timeout SECONDS] [ADDRESS]\n" EXAMPLE_ADDRESS_FORMS
+#define USAGE "upload_server [--model " EXAMPLE_MODELS "] [--workers N] " \
+              "[--root DIR] [--max-size BYTES] [--timeout SECONDS] "      \
+              "[ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_ADDRESS_FORMS
 
 /* What happens after a command. */
 enum { NEXT, CLOSE };
@@ -344,6 +349,49 @@ static const char *read_problem(const session *s, ssize_t n, char *buf,
     return buf;
 }
 
+/* ---- file work ---------------------------------------------------------- */
+
+/*
+ * Which file calls go through example_run_blocking (another thread in
+ * async mode, a plain call otherwise), decided call by call:
+ * - creating, renaming, removing and closing the temporary change the
+ *   directory: they may wait for the file system's journal, or for the
+ *   server of a network file system.
+ * - each 64 KiB write of an upload: quick while the page cache takes it,
+ *   but a large upload fills the cache, and then the kernel makes the
+ *   writer wait for the disk (dirty page throttling, up to 200 ms a call).
+ * - a listing reads a directory of any size and stats every entry.
+ * - a get of more than one chunk reads chunks that may have to come from
+ *   the disk; a file of one chunk is one short read, done in place.
+ * Looking a name up (fstatat, openat to read) finds it in the kernel's
+ * caches of a small root, as a web server's open() does: done in place.
+ */
+
+typedef struct chunk_io {       /* one read or write of file data */
+    int    fd;
+    char  *buf;
+    size_t len;
+} chunk_io;
+
+/* 0 or -errno. */
+static int write_chunk(void *arg)
+{
+    const chunk_io *io = arg;
+
+    return example_write_all(io->fd, io->buf, io->len);
+}
+
+/* Bytes read (0 at the end of the file) or -errno; len <= CHUNK_SIZE. */
+static int read_chunk(void *arg)
+{
+    const chunk_io *io = arg;
+    ssize_t n;
+
+    while ((n = read(io->fd, io->buf, io->len)) < 0 && errno == EINTR)
+        ;
+    return n < 0 ? -errno : (int)n;
+}
+
 /* ---- file data ---------------------------------------------------------- */
 
 typedef struct transfer {
@@ -369,8 +417,11 @@ static bool receive_data(session *s, int fd, long long size, transfer *t)
             t->got += n > 0 ? n : 0;
             return false;
         }
-        if (fd >= 0 && t->write_err == 0)
-            t->write_err = example_write_all(fd, s->chunk, want);
+        if (fd >= 0 && t->write_err == 0) {
+            chunk_io io = {fd, s->chunk, want};
+
+            t->write_err = example_run_blocking(s->request, write_chunk, &io);
+        }
         t->got += n;
     }
     return true;
@@ -437,48 +488,76 @@ static const char *destination_problem(const session *s, char *buf,
     return NULL;
 }
 
+typedef struct temp_file {      /* the temporary a put writes */
+    int         root_fd;
+    int         fd;             /* open for writing, or -1 */
+    char        name[64];       /* ".upload-PID-N" */
+    const char *target;         /* the real name it is renamed to */
+    const char *failed;         /* what failed: "write", "rename into
+                                   place" */
+} temp_file;
+
 /* A new empty file in the root under a name no one else uses:
  * ".upload-PID-N". O_EXCL | O_NOFOLLOW: never an existing file, never
- * through a symbolic link someone planted. Returns the descriptor or
- * -errno; the name goes to `name`. */
-static int create_temp(int root_fd, char *name, size_t size)
+ * through a symbolic link someone planted. Sets t->fd and t->name;
+ * returns 0 or -errno. */
+static int temp_create(void *arg)
 {
     static atomic_ulong counter;
+    temp_file *t = arg;
     int attempt;
 
     for (attempt = 0; attempt < 100; attempt++) {
-        int fd;
-
-        snprintf(name, size, TEMP_PREFIX "%ld-%lu", (long)getpid(),
-                 atomic_fetch_add(&counter, 1));
-        fd = openat(root_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                    O_CLOEXEC, 0644);
-        if (fd >= 0 || errno != EEXIST)
-            return fd >= 0 ? fd : -errno;
+        snprintf(t->name, sizeof t->name, TEMP_PREFIX "%ld-%lu",
+                 (long)getpid(), atomic_fetch_add(&counter, 1));
+        t->fd = openat(t->root_fd, t->name, O_WRONLY | O_CREAT | O_EXCL |
+                       O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (t->fd >= 0 || errno != EEXIST)
+            return t->fd >= 0 ? 0 : -errno;
     }
     return -EEXIST;
 }
 
+/* Close the temporary and remove it. Returns 0. */
+static int temp_discard(void *arg)
+{
+    temp_file *t = arg;
+
+    close(t->fd);
+    t->fd = -1;
+    unlinkat(t->root_fd, t->name, 0);
+    return 0;
+}
+
+/* The temporary is complete: close it and rename it over the real name;
+ * on failure remove it. Returns 0 or -errno, with t->failed set. */
+static int temp_commit(void *arg)
+{
+    temp_file *t = arg;
+    int err = 0;
+
+    if (close(t->fd) < 0) {
+        err = -errno;
+        t->failed = "write";
+    } else if (renameat(t->root_fd, t->name, t->root_fd, t->target) < 0) {
+        err = -errno;
+        t->failed = "rename into place";
+    }
+    t->fd = -1;
+    if (err < 0)
+        unlinkat(t->root_fd, t->name, 0);
+    return err;
+}
+
 /* ---- the commands ------------------------------------------------------- */
 
-/* The temporary is complete: close it and rename it over the real name. */
-static int commit(session *s, int fd, const char *temp)
+static int commit(session *s, temp_file *t)
 {
-    const config *cfg = s->cfg;
+    int err = example_run_blocking(s->request, temp_commit, t);
 
-    if (close(fd) < 0) {
-        int err = errno;
-
-        unlinkat(cfg->root_fd, temp, 0);
-        return failed(s, NEXT, true, "cannot write: %s", ss_strerror(err));
-    }
-    if (renameat(cfg->root_fd, temp, cfg->root_fd, s->h.filename) < 0) {
-        int err = errno;
-
-        unlinkat(cfg->root_fd, temp, 0);
-        return failed(s, NEXT, true, "cannot rename into place: %s",
+    if (err < 0)
+        return failed(s, NEXT, true, "cannot %s: %s", t->failed,
                       ss_strerror(err));
-    }
     log_ok(s, "ok (%lld bytes)", s->h.filesize);
     send_ok_size(s, s->h.filesize);  /* stored either way */
     return NEXT;
@@ -486,29 +565,29 @@ static int commit(session *s, int fd, const char *temp)
 
 static int store(session *s)
 {
-    char temp[64], why[96];
-    int fd = create_temp(s->cfg->root_fd, temp, sizeof temp);
-    transfer t;
+    temp_file t = {.root_fd = s->cfg->root_fd, .fd = -1,
+                   .target = s->h.filename};
+    int err = example_run_blocking(s->request, temp_create, &t);
+    transfer tr;
+    char why[96];
 
-    if (fd < 0) {
+    if (err < 0) {
         failed(s, NEXT, true, "cannot create a temporary file: %s",
-               ss_strerror(-fd));
+               ss_strerror(err));
         return skip_data(s);
     }
-    if (!receive_data(s, fd, s->h.filesize, &t)) {
-        close(fd);
-        unlinkat(s->cfg->root_fd, temp, 0);
+    if (!receive_data(s, t.fd, s->h.filesize, &tr)) {
+        example_run_blocking(s->request, temp_discard, &t);
         return failed(s, CLOSE, false, "%s after %lld of %lld bytes",
-                      read_problem(s, t.read_rc, why, sizeof why), t.got,
+                      read_problem(s, tr.read_rc, why, sizeof why), tr.got,
                       s->h.filesize);
     }
-    if (t.write_err < 0) {
-        close(fd);
-        unlinkat(s->cfg->root_fd, temp, 0);
+    if (tr.write_err < 0) {
+        example_run_blocking(s->request, temp_discard, &t);
         return failed(s, NEXT, true, "cannot write: %s",
-                      ss_strerror(-t.write_err));
+                      ss_strerror(tr.write_err));
     }
-    return commit(s, fd, temp);
+    return commit(s, &t);
 }
 
 static int cmd_put(session *s)
@@ -533,19 +612,20 @@ static int cmd_put(session *s)
  * the promised length: the connection cannot go on. */
 static int send_data(session *s, int fd, long long size)
 {
+    bool in_place = size <= CHUNK_SIZE;     /* see "file work" */
     long long sent = 0;
 
     while (sent < size) {
         size_t want = size - sent < CHUNK_SIZE ? (size_t)(size - sent)
                                                : CHUNK_SIZE;
-        ssize_t n = read(fd, s->chunk, want);
+        chunk_io io = {fd, s->chunk, want};
+        int n = in_place ? read_chunk(&io)
+                         : example_run_blocking(s->request, read_chunk, &io);
         int err;
 
-        if (n < 0 && errno == EINTR)
-            continue;
         if (n <= 0)
             return failed(s, CLOSE, false, "reading the file: %s",
-                          n < 0 ? ss_strerror(errno) : "it shrank while sent");
+                          n < 0 ? ss_strerror(n) : "it shrank while sent");
         if ((err = ss_sendall(s->request, s->chunk, (size_t)n)) < 0)
             return failed(s, CLOSE, false, "sending: %s", ss_strerror(err));
         sent += n;
@@ -593,16 +673,22 @@ static bool listable(DIR *dir, const struct dirent *e, struct stat *st)
            S_ISREG(st->st_mode);
 }
 
-/* Append the root's files to r; returns the count, or -errno. A fresh
+typedef struct listing {
+    int    root_fd;
+    reply *r;                   /* the files are appended to it */
+} listing;
+
+/* Append the root's files to l->r; returns the count, or -errno. A fresh
  * descriptor per listing: concurrent listings must not share a position. */
-static long list_files(session *s, reply *r)
+static int list_files(void *arg)
 {
-    int fd = openat(s->cfg->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const listing *l = arg;
+    int fd = openat(l->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    reply *r = l->r;
     struct dirent *e;
     struct stat st;
-    long count = 0;
-    int err = 0;
+    int count = 0, err = 0;
 
     if (!dir) {
         err = -errno;
@@ -629,24 +715,24 @@ static long list_files(session *s, reply *r)
 static int cmd_list(session *s)
 {
     reply r;
-    long count;
-    int err;
+    listing l = {s->cfg->root_fd, &r};
+    int count, err;
 
     set_action(s, "list", NULL, 0);
     reply_begin(&r, "ok");
     put_text(&r, ", \"files\": [");
-    count = list_files(s, &r);
+    count = example_run_blocking(s->request, list_files, &l);
     put_text(&r, "]");
     if (count >= 0 && r.failed)
         count = -ENOMEM;
     if (count < 0) {
         free(r.buf);
         return failed(s, NEXT, true, "%s", count == -EFBIG
-                      ? "too many files to list" : ss_strerror((int)count));
+                      ? "too many files to list" : ss_strerror(count));
     }
     if ((err = reply_send(s, &r)) < 0)
         return failed(s, CLOSE, false, "sending: %s", ss_strerror(err));
-    log_ok(s, "ok (%ld file%s)", count, count == 1 ? "" : "s");
+    log_ok(s, "ok (%d file%s)", count, count == 1 ? "" : "s");
     return NEXT;
 }
 

@@ -97,6 +97,45 @@ char *example_log(const example *e)
     return log ? log : strdup("");
 }
 
+const char *example_model;
+
+static bool names_model(const char *const *args)
+{
+    for (; args && *args; args++)
+        if (strcmp(*args, "--model") == 0)
+            return true;
+    return false;
+}
+
+int example_run_per_model(const char *group, const struct CMUnitTest *tests,
+                          size_t count, CMFixtureFunction setup,
+                          CMFixtureFunction teardown)
+{
+    static const char *const passes[] = {NULL, "async"};
+    char name[128];
+    int failed = 0;
+    size_t i;
+
+    for (i = 0; i < sizeof passes / sizeof passes[0]; i++) {
+        example_model = passes[i];
+        snprintf(name, sizeof name, "%s, --model %s", group,
+                 passes[i] ? passes[i] : "threading (the default)");
+        failed += _cmocka_run_group_tests(name, tests, count, setup,
+                                          teardown);
+    }
+    example_model = NULL;
+    return failed;
+}
+
+void example_models_tested_once(void)
+{
+    if (example_model) {
+        print_message("goes through the models itself: tested in the first "
+                      "pass\n");
+        skip();
+    }
+}
+
 void example_start(example *e, const char *name, const char *const *args)
 {
     const char *argv[32];
@@ -112,6 +151,10 @@ void example_start(example *e, const char *name, const char *const *args)
     fd = open(e->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     assert_true(fd >= 0);
     argv[i++] = example_bin(name);
+    if (example_model && !names_model(args)) {
+        argv[i++] = "--model";
+        argv[i++] = example_model;
+    }
     while (args && *args && i < 31)
         argv[i++] = *args++;
     argv[i] = NULL;

@@ -22,6 +22,25 @@ const char *example_bin(const char *name);
  * (WAIT_LIMIT at most) for its first line, "listening on ADDRESS". */
 void example_start(example *e, const char *name, const char *const *args);
 
+/* The model of this pass (see example_run_per_model): example_start
+ * passes "--model example_model" to an example whose arguments name no
+ * model. NULL (the first pass): the examples' own default, threading. */
+extern const char *example_model;
+
+/* Run the group once per pass: the examples' default model (threading),
+ * then async mode, so that every test of an example run under threading
+ * runs under async too. Returns the number of failures. */
+int example_run_per_model(const char *group, const struct CMUnitTest *tests,
+                          size_t count, CMFixtureFunction setup,
+                          CMFixtureFunction teardown);
+#define example_run_tests_per_model(tests, setup, teardown)                  \
+    example_run_per_model(#tests, tests, sizeof tests / sizeof tests[0],     \
+                          setup, teardown)
+
+/* For a test that goes through the models itself: it runs in the first
+ * pass, and skips in the others, which it would only repeat. */
+void example_models_tested_once(void);
+
 /* Send `sig`, wait (WAIT_LIMIT at most) and assert it exited with status 0.
  * Returns the server's log (stdout + stderr), to be freed. */
 char *example_stop(example *e, int sig);

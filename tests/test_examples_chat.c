@@ -1,7 +1,9 @@
 /*
  * The chat room, run as a separate process: names, broadcast lines, join
  * and leave notices, nc as a client, and a stalled client that must not
- * stall the room.
+ * stall the room. Every test runs twice, with the server's default model
+ * (threading) and then in async mode (example_run_per_model); the rooms
+ * of a named model run once.
  */
 #include "example_harness.h"
 
@@ -77,13 +79,16 @@ static bool quiet(int fd, int ms)
     return poll(&p, 1, ms) == 0;
 }
 
-static void check_room(const char *model)
+/* The room under `model` with `workers` (pool threads, async loops). */
+static void check_room(const char *model, const char *workers)
 {
-    const char *args[] = {"--model", model, "127.0.0.1:0", NULL};
+    const char *args[] = {"--model", model, "--workers", workers,
+                          "127.0.0.1:0", NULL};
     example e;
     int alice, bob, carol;
     char *log;
 
+    example_models_tested_once();
     example_start(&e, "chat_server", args);
     alice = join(&e, "alice");
     wait_joined(&e, "alice");
@@ -115,13 +120,27 @@ static void check_room(const char *model)
 static void test_chat_room_threading(void **state)
 {
     (void)state;
-    check_room("threading");
+    check_room("threading", "0");
 }
 
 static void test_chat_room_pool(void **state)
 {
     (void)state;
-    check_room("pool");
+    check_room("pool", "0");
+}
+
+static void test_chat_room_async(void **state)
+{
+    (void)state;
+    check_room("async", "1");
+}
+
+/* Two event loops, each taking the connections it accepts: wherever the
+ * clients land, they hear each other. */
+static void test_chat_room_async_on_two_loops(void **state)
+{
+    (void)state;
+    check_room("async", "2");
 }
 
 static void test_nc_joins_the_room(void **state)
@@ -304,10 +323,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(test_chat_room_threading),
         TEST(test_chat_room_pool),
+        TEST(test_chat_room_async),
+        TEST(test_chat_room_async_on_two_loops),
         TEST(test_nc_joins_the_room),
         TEST(test_a_stalled_client_does_not_stall_the_room),
         TEST(test_forking_models_are_refused),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return example_run_tests_per_model(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * The uppercase echo examples, run as separate processes and driven by
  * their own clients, nc, socat and the articles' Python clients; stopped by
- * SIGINT or SIGTERM, even with a client still connected.
+ * SIGINT or SIGTERM, even with a client still connected. Every test runs
+ * twice: with the servers' default model (threading), then in async mode
+ * (example_run_per_model); the tests that go through every model run once.
  */
 #include "example_harness.h"
 
@@ -17,7 +19,7 @@
 #define SOCAT_WAIT "20"
 
 static const char *models[] = {"sync", "threading", "forking", "pool",
-                               "prefork"};
+                               "prefork", "async"};
 
 /* "127.0.0.1:40000" -> host and port strings */
 static void split(const char *address, char *host, size_t hsize, char *port,
@@ -73,6 +75,7 @@ static void test_tcp_echo_with_its_client_in_every_model(void **state)
     size_t i;
 
     (void)state;
+    example_models_tested_once();
     for (i = 0; i < sizeof models / sizeof *models; i++) {
         const char *args[] = {"--model", models[i], "127.0.0.1:0", NULL};
         example e;
@@ -123,7 +126,7 @@ static void test_tcp_echo_with_nc_and_socat(void **state)
 
 static void test_tcp_echo_with_the_articles_python_client(void **state)
 {
-    const char *args[] = {"--model", "threading", "127.0.0.1:0", NULL};
+    const char *args[] = {"127.0.0.1:0", NULL};
     char host[64], port[16];
     example e;
 
@@ -144,6 +147,7 @@ static void test_udp_echo_with_its_client_socat_and_python(void **state)
     size_t i;
 
     (void)state;
+    example_models_tested_once();
     for (i = 0; i < sizeof models / sizeof *models; i++) {
         const char *args[] = {"--model", models[i], "127.0.0.1:0", NULL};
         char host[64], port[16], target[160];
@@ -174,9 +178,7 @@ static void test_unix_stream_and_datagram_echo_remove_their_socket(void **state)
     (void)state;
     for (datagram = 0; datagram <= 1; datagram++) {
         const char *path = temp_path("echo");
-        const char *args[] = {datagram ? "--datagram" : "--model",
-                              datagram ? "--model" : "threading",
-                              datagram ? "threading" : path,
+        const char *args[] = {datagram ? "--datagram" : path,
                               datagram ? path : NULL, NULL};
         example e;
 
@@ -221,6 +223,7 @@ static void test_stops_cleanly_with_an_idle_client_connected(void **state)
     size_t i;
 
     (void)state;
+    example_models_tested_once();
     for (i = 0; i < sizeof models / sizeof *models; i++) {
         const char *args[] = {"--model", models[i], "127.0.0.1:0", NULL};
         char line[32];
@@ -306,5 +309,5 @@ int main(void)
         TEST(test_bad_command_lines_are_refused),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return example_run_tests_per_model(tests, NULL, NULL);
 }

@@ -4,7 +4,9 @@
  * ordinary requests, raw sockets for bytes no well-behaved client sends,
  * wrk for load. Each test starts its own server and stops it with a signal
  * (exit status 0, no sanitizer report); the per-test teardown kills one a
- * failed test left behind.
+ * failed test left behind. Every test runs twice, with the server's
+ * default model (threading) and then in async mode
+ * (example_run_per_model); the tests of each model run once.
  *
  * The server's root is a fresh temporary directory, with a secret file
  * beside it that no request may ever read:
@@ -126,9 +128,14 @@ static int remove_tree_fixture(void **state)
 
 /* ---- the server ---------------------------------------------------------- */
 
+/* "threading", the server's default model, stands for the model of this
+ * pass (example_run_per_model): a test that asks for it runs in async mode
+ * too. The tests of the other models name theirs. */
 static void start_server(const char *model, const char *timeout)
 {
-    const char *args[] = {"--root", root_dir, "--model", model,
+    const char *args[] = {"--root", root_dir, "--model",
+                          example_model && strcmp(model, "threading") == 0
+                              ? example_model : model,
                           "--timeout", timeout, "127.0.0.1:0", NULL};
 
     example_start(&srv, "http_server", args);
@@ -1015,6 +1022,7 @@ static void expect_model_serves(const char *model)
     fetched f;
     size_t first;
 
+    example_models_tested_once();
     need("curl");
     start_server(model, "5");
     curl(&f, NULL, paths, false);
@@ -1060,6 +1068,12 @@ static void test_model_prefork_serves(void **state)
 {
     (void)state;
     expect_model_serves("prefork");
+}
+
+static void test_model_async_serves(void **state)
+{
+    (void)state;
+    expect_model_serves("async");
 }
 
 static void test_wrk_gets_only_2xx_and_no_socket_errors(void **state)
@@ -1152,9 +1166,10 @@ int main(void)
         TEST(test_model_forking_serves),
         TEST(test_model_pool_serves),
         TEST(test_model_prefork_serves),
+        TEST(test_model_async_serves),
         TEST(test_wrk_gets_only_2xx_and_no_socket_errors),
         TEST(test_sigint_stops_the_server_with_an_idle_client),
     };
 
-    return cmocka_run_group_tests(tests, make_tree, remove_tree_fixture);
+    return example_run_tests_per_model(tests, make_tree, remove_tree_fixture);
 }

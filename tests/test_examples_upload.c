@@ -10,6 +10,11 @@
  * line saying who, what and why, wrote nothing, and still serves a good
  * request.
  *
+ * Every test runs twice: with the server's default model (threading), then
+ * in async mode (example_run_per_model), where uploads and listings go
+ * through ss_run_blocking; the test that goes through every model runs
+ * once.
+ *
  * SS_TEST_SKIP_LARGE=1 skips the 1 GiB upload, should a build be too slow
  * for it (it takes 1 to 3 s optimised, under ASan and under TSan alike) or
  * the temporary directory lack the 1 GiB it needs for a moment.
@@ -41,7 +46,7 @@
 #define ARTICLE_CLIENT SS_TEST_CLIENTS_DIR "/article_upload_client.py"
 
 static const char *models[] = {"sync", "threading", "forking", "pool",
-                               "prefork"};
+                               "prefork", "async"};
 
 /* ---- the fixture: a server and its directories -------------------------- */
 
@@ -596,11 +601,13 @@ static void test_put_replaces_an_existing_file_whole(void **state)
 static void test_every_model_stores_and_returns_a_file(void **state)
 {
     fixture *f = *state;
-    char *data = make_data(100000, 7);
-    const char *path = scratch_file(f, "m.bin", data, 100000);
-    char dest[256], want[512];
+    char dest[256], want[512], *data;
+    const char *path;
     size_t i;
 
+    example_models_tested_once();
+    data = make_data(100000, 7);
+    path = scratch_file(f, "m.bin", data, 100000);
     snprintf(dest, sizeof dest, "%s/m.copy", f->scratch);
     snprintf(want, sizeof want, "put %s: ok (100000 bytes)\n", path);
     for (i = 0; i < sizeof models / sizeof *models; i++) {
@@ -1131,5 +1138,5 @@ int main(void)
         TEST(test_a_1_gib_upload_streams_in_constant_memory),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return example_run_tests_per_model(tests, NULL, NULL);
 }
