@@ -378,6 +378,7 @@ static void request_init(ss_server *s, ss_request *r)
         e->gen++;
         e->mode = SS__FD_NONE;
         e->readable = e->writable = true;
+        e->eof = false;
     }
     r->loop = l;
 }

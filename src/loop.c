@@ -186,6 +186,8 @@ static inline void fd_ready(ss__loop *l, int fd, short revents)
 
     if (revents & (POLLIN | POLLERR | POLLHUP)) {
         e->readable = true;
+        if (revents & (SS__POLL_EOF | POLLERR | POLLHUP))
+            e->eof = true;
         if ((t = e->reader))
             wake(l, t, 0);
     }
@@ -221,7 +223,7 @@ void ss__loop_forget_fd(ss__loop *l, int fd)
         ss__task_wake(e->waiters, -EBADF);
     e->gen++;
     e->mode = SS__FD_NONE;
-    e->readable = e->writable = false;
+    e->readable = e->writable = e->eof = false;
 }
 
 /* ---- tasks ------------------------------------------------------------ */

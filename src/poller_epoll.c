@@ -101,7 +101,8 @@ int ss__poller_wait(ss__loop *l, int timeout_ms)
         /* The peer's FIN: a read now returns 0, which is readable. */
         l->events[i].revents = (short)((e & (EPOLLIN | EPOLLOUT | EPOLLERR |
                                              EPOLLHUP)) |
-                                       (e & EPOLLRDHUP ? POLLIN : 0));
+                                       (e & EPOLLRDHUP ? POLLIN | SS__POLL_EOF
+                                                       : 0));
     }
     return n;
 }

@@ -205,6 +205,9 @@ typedef struct ss__fdent {
                                    so stale events are recognised */
     uint8_t    mode;            /* SS__FD_NONE, _EDGE or _ONESHOT */
     bool       readable;        /* edge mode: readable as far as known */
+    bool       eof;             /* the peer's FIN or an error was reported:
+                                   no further edge will come, so a short
+                                   read no longer means "drained" */
     bool       writable;
     ss__task  *reader, *writer; /* edge mode */
     ss__task  *waiters;
@@ -226,8 +229,13 @@ static inline uint64_t ss__fd_key(int fd, uint32_t gen)
 
 typedef struct ss__event {
     uint64_t key;
-    short    revents;           /* POLLIN, POLLOUT, POLLERR, POLLHUP */
+    short    revents;           /* POLLIN, POLLOUT, POLLERR, POLLHUP,
+                                   SS__POLL_EOF */
 } ss__event;
+
+/* An event bit of our own: the peer closed its side (EPOLLRDHUP). Reported
+ * with POLLIN, since a read then returns 0. */
+#define SS__POLL_EOF  0x4000
 
 #define SS__EVENTS_MAX 256
 

@@ -348,7 +348,7 @@ static ssize_t yield_recv(ss_request *r, void *buf, size_t len)
         if (e->readable) {
             n = recv(r->fd, buf, len, 0);
             if (n > 0) {
-                if ((size_t)n < len)
+                if ((size_t)n < len && !e->eof)
                     e->readable = false;
                 return n;
             }
@@ -486,8 +486,9 @@ ssize_t ss__io_recv(ss_request *r, void *buf, size_t len)
         n = recv(r->fd, buf, len, 0);
         if (n > 0) {
             /* Short: the socket is drained, and the next bytes will raise
-             * an edge. */
-            if ((size_t)n < len)
+             * an edge; not so once the peer's FIN was reported, which
+             * raises none of its own when it came with the data. */
+            if ((size_t)n < len && !l->fds[r->fd].eof)
                 l->fds[r->fd].readable = false;
             r->bytes_in += (size_t)n;
             return n;

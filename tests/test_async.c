@@ -479,6 +479,54 @@ static void test_a_silent_client_delays_nobody(void **state)
     ss_server_free(s);
 }
 
+/* Echoes its first line, then holds the loop without yielding (as a
+ * careless handler would), so that what the client sends next, data and
+ * its FIN, is reported by one event; then echoes to the end. */
+static int echo_after_holding_the_loop(ss_request *r, const ss_address *c,
+                                       ss_server *s)
+{
+    char line[64];
+    ssize_t n;
+
+    (void)c, (void)s;
+    if ((n = ss_readline(r, line, sizeof line)) <= 0 ||
+        ss_sendall(r, line, (size_t)n) < 0)
+        return -EIO;
+    sleep_ms(300);
+    while ((n = ss_readline(r, line, sizeof line)) > 0)
+        if (ss_sendall(r, line, (size_t)n) < 0)
+            return -EIO;
+    return (int)n;
+}
+
+/* A short read does not mean the socket is drained once the peer's FIN
+ * came with the data: no edge follows it, and a handler that waited for
+ * one would never see the end of its stream. */
+static void test_data_and_fin_in_one_event_end_the_stream(void **state)
+{
+    ss_handler h = {.handle = echo_after_holding_the_loop};
+    ss_server *s = async_server(ss_tcp_server_new, "127.0.0.1:0", &h, NULL,
+                                NULL);
+    served sv;
+    char rest[16];
+    int fd;
+
+    (void)state;
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_connect(ss_server_address(s));
+    say(fd, "one\n");
+    expect_line(fd, "one\n");
+    say(fd, "two\n");
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    expect_line(fd, "two\n");
+    /* The server closes (recv_line's own hang guard bounds the wait). */
+    expect_true(recv_line(fd, rest, sizeof rest) == 0,
+                "the handler never saw the end of the stream");
+    close(fd);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
 /* ---- timeouts, drains, close ------------------------------------------------ */
 
 static atomic_int handler_result;
@@ -1361,6 +1409,7 @@ int main(void)
         TEST(test_refused_requests_go_straight_to_shutdown),
         TEST(test_a_thousand_connections_on_one_loop_thread),
         TEST(test_a_silent_client_delays_nobody),
+        TEST(test_data_and_fin_in_one_event_end_the_stream),
         TEST(test_handler_timeout_ends_a_wait_with_etimedout),
         TEST(test_shutdown_returns_and_close_drains_idle_handlers),
         TEST(test_free_drains_after_no_block_on_close),

@@ -675,13 +675,18 @@ static bool accept_failed(void *arg)
  * failed accepts of a window of half a second are at most one per 10 ms
  * of it (a loop makes thousands, even on a busy machine, where a slower
  * server only makes fewer). */
+static bool fds_back_to(void *base)
+{
+    return count_fds() == *(int *)base;
+}
+
 static void test_emfile_backs_off_and_resumes(void **state)
 {
     ss_handler h = {.handle = echo_line_handle};
     ss_server_ops ov = {.get_request = count_emfile};
     ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
     struct rlimit old, low;
-    int fillers[64], nfill = 0, fd, i, tries = -1;
+    int fillers[64], nfill = 0, fd, i, tries = -1, base;
     bool failed;
     char line[64];
     served sv;
@@ -691,15 +696,21 @@ static void test_emfile_backs_off_and_resumes(void **state)
     ss_server_override(s, &ov);
     atomic_store(&failed_accepts, 0);
     serve_in_thread(&sv, s, 0.05);
+    base = count_fds();
+    /* One request served and finished first, so the server holds no
+     * descriptor of it when the process runs out. */
     fd = client_connect(ss_server_address(s));
     assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, TEST_STR, strlen(TEST_STR)), 0);
+    assert_int_equal(recv_line(fd, line, sizeof line), (ssize_t)strlen(TEST_STR));
+    close(fd);
+    assert_true(wait_for(fds_back_to, &base, WAIT_LIMIT));
     /* Run the process out of descriptors but one, which the client takes:
      * nothing is left for accept. */
     getrlimit(RLIMIT_NOFILE, &old);
     low = old;
-    low.rlim_cur = (rlim_t)count_fds() + 8;
+    low.rlim_cur = (rlim_t)base + 8;
     setrlimit(RLIMIT_NOFILE, &low);
-    close(fd);
     while (nfill < 64 && (fillers[nfill] = dup(0)) >= 0)
         nfill++;
     close(fillers[--nfill]);
