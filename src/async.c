@@ -708,8 +708,10 @@ static void async_destroy(ss_server *s)
         stop_threads(a);
         settle(a);
     }
-    loops_free(a, a->loops ? a->opt.loops : 0);
+    /* The blocking threads first: one may still be returning from the
+     * post that woke its task's loop, which must not be freed under it. */
     ss__blocking_free(a->blocking);
+    loops_free(a, a->loops ? a->opt.loops : 0);
     pthread_cond_destroy(&a->changed);
     pthread_mutex_destroy(&a->lock);
     free(a);
