@@ -819,7 +819,7 @@ static void problem(const char *fmt, ...)
 typedef enum { T_TCP, T_UDP, T_UNIX_STREAM, T_UNIX_DGRAM } type_id;
 typedef enum {
     M_SYNC, M_THREADING, M_FORKING, M_POOL, M_PREFORK, M_PREFORK_POOL,
-    M_ASYNC1, M_ASYNC2
+    M_ASYNC1, M_ASYNC2, M_SIGNALS
 } model_id;
 typedef enum {
     K_CONSTRUCT,        /* a constructor (and a mix-in) */
@@ -862,6 +862,8 @@ static const scenario scenarios[] = {
     {"construct + prefork", K_CONSTRUCT, T_TCP, M_PREFORK, C_PLAIN},
     {"construct + prefork+pool", K_CONSTRUCT, T_TCP, M_PREFORK_POOL, C_PLAIN},
     {"construct + async", K_CONSTRUCT, T_UDP, M_ASYNC1, C_PLAIN},
+    {"construct + shutdown_on_signals", K_CONSTRUCT, T_TCP, M_SIGNALS,
+     C_PLAIN},
     /* a stream request and a datagram request in every model */
     {"tcp sync", K_REQUEST, T_TCP, M_SYNC, C_PLAIN},
     {"udp sync", K_REQUEST, T_UDP, M_SYNC, C_PLAIN},
@@ -1003,6 +1005,9 @@ static int use_model(ss_server *s, model_id m)
         ao.loops = m == M_ASYNC2 ? 2 : 1;
         ao.blocking_threads = 2;
         return ss_server_use_async(s, &ao);
+    case M_SIGNALS:
+        /* (not a model: what a server's main adds; free takes it back) */
+        return ss_server_shutdown_on_signals(s);
     }
     return -EINVAL;
 }
