@@ -587,6 +587,32 @@ def analysis():
         return [f.read().rstrip(), ""]
 
 
+def switch_section(meta):
+    """bench/switch's line: the library's context switch against glibc's
+    swapcontext."""
+    sw = parse_kv(meta["switch_result"])
+    return "\n".join([
+        "`bench/switch` (run on the server's core): a coroutine and the "
+        "thread's own stack switch back and forth, %s switches per round, "
+        "the two switches taking turns for %s rounds each; the fastest round "
+        "of each, the median in brackets. Async mode switches twice per "
+        "request that waits (to the loop and back)." % (
+            fmt(sw.get("switches")), fmt(sw.get("rounds"))),
+        "",
+        "| switch | ns per switch | median |",
+        "|---|--:|--:|",
+        "| libsockserver (`%s`, src/switch_*.S) | %s | %s |" % (
+            sw.get("kind", "?"), fmt(sw.get("ss_ns"), 2),
+            fmt(sw.get("ss_median_ns"), 2)),
+        "| glibc `swapcontext` | %s | %s |" % (
+            fmt(sw.get("swapcontext_ns"), 2),
+            fmt(sw.get("swapcontext_median_ns"), 2)),
+        "",
+        "swapcontext takes %s× as long: it saves and restores the signal mask "
+        "with a system call at every switch." % fmt(sw.get("ratio"), 1),
+    ])
+
+
 def main(argv):
     meta = read_meta(argv[1])
     res = read_results(argv[2])
@@ -626,6 +652,8 @@ def main(argv):
                     short, long_, int(long_) - int(short)
                     if long_.isdigit() and short.isdigit() else "?"),
                 "", syscall_table(syscalls), ""]
+    if meta.get("switch_result"):
+        out += ["### Context switch", "", switch_section(meta), ""]
     if instr:
         out += ["### User-space instructions per request", "",
                 "Counted by `bench/instructions` (valgrind's callgrind, "
