@@ -615,7 +615,7 @@ def switch_section(meta):
         "`bench/switch` (run on the server's core): a coroutine and the "
         "thread's own stack switch back and forth, %s switches per round, "
         "the two switches taking turns for %s rounds each; the fastest round "
-        "of each, the median in brackets. Async mode switches twice per "
+        "of each, its median beside it. Async mode switches twice per "
         "request that waits (to the loop and back)." % (
             fmt(sw.get("switches")), fmt(sw.get("rounds"))),
         "",
