@@ -292,6 +292,13 @@ build() {
             "$WORK/build-ss.log" | cut -c1-200)"}
         note "$SS_STATUS: library models skipped"
     fi
+    # The context-switch microbenchmark exists only in a build of the
+    # library's own tree (it links the static library's internal symbols).
+    SWITCH_BIN=""
+    if [ "$BIN" = "$dir/bench" ] &&
+        cmake --build "$dir" --target switch >>"$WORK/build.log" 2>&1; then
+        SWITCH_BIN=$BIN/switch
+    fi
     build_go
     PY_EXE=$("$PY" -c 'import sys; print(sys.executable)')
     find_uvloop ||

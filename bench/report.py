@@ -112,7 +112,14 @@ EARLIER_IR = {
 }
 
 # The async mode's targets, shown once it has been measured.
+ASYNC_RATIO_TARGETS = [
+    ("async TCP, 50 connections ≥ 0.95× epoll", "tcp50", "epoll", 0.95),
+    ("async TCP, 1,000 connections ≥ 0.95× epoll", "tcp1000", "epoll", 0.95),
+    ("async connection rate ≥ 0.9× epoll", "connrate", "epoll", 0.90),
+    ("async UDP ≥ 0.95× epoll UDP", "udp", "epoll-udp", 0.95),
+]
 ASYNC_IR_GOAL = 2.0        # × the epoll reference's instructions per request
+ASYNC_RSS_1000_MIB = 10    # server peak RSS at 1,000 connections
 ASYNC_RSS_10000_MIB = 60   # at 10,000 connections, with no error
 
 
@@ -409,6 +416,19 @@ def async_targets(res, instr):
     if not any(server == "ss-async" for _, server in list(res) + list(instr)):
         return []
     rows = []
+    for label_, scen, base, goal in ASYNC_RATIO_TARGETS:
+        r = ratio(res, "ss-async", scen, base)
+        status = verdict(r, goal) if r is not None else \
+            "not measured: " + unmeasured_reason(res, "ss-async", scen)
+        rows.append("| %s | %s | %s |" % (
+            label_, fmt(r, 2) + "×" if r is not None else "—", status))
+    mib = rss_mib(res, "tcp1000", "ss-async")
+    rows.append("| async at 1,000 connections: server peak RSS ≤ %d MiB | %s "
+                "| %s |" % (ASYNC_RSS_1000_MIB,
+                            "%.1f MiB" % mib if mib is not None else "—",
+                            verdict(mib, ASYNC_RSS_1000_MIB, False)
+                            if mib is not None else "not measured: " +
+                            unmeasured_reason(res, "ss-async", "tcp1000")))
     for scen in ("tcp50",):
         r = instr_ratio(instr, scen, "ss-async")
         e = instr.get((scen, "ss-async"))
@@ -587,6 +607,32 @@ def analysis():
         return [f.read().rstrip(), ""]
 
 
+def switch_section(meta):
+    """bench/switch's line: the library's context switch against glibc's
+    swapcontext."""
+    sw = parse_kv(meta["switch_result"])
+    return "\n".join([
+        "`bench/switch` (run on the server's core): a coroutine and the "
+        "thread's own stack switch back and forth, %s switches per round, "
+        "the two switches taking turns for %s rounds each; the fastest round "
+        "of each, its median beside it. Async mode switches twice per "
+        "request that waits (to the loop and back)." % (
+            fmt(sw.get("switches")), fmt(sw.get("rounds"))),
+        "",
+        "| switch | ns per switch | median |",
+        "|---|--:|--:|",
+        "| libsockserver (`%s`, src/switch_*.S) | %s | %s |" % (
+            sw.get("kind", "?"), fmt(sw.get("ss_ns"), 2),
+            fmt(sw.get("ss_median_ns"), 2)),
+        "| glibc `swapcontext` | %s | %s |" % (
+            fmt(sw.get("swapcontext_ns"), 2),
+            fmt(sw.get("swapcontext_median_ns"), 2)),
+        "",
+        "swapcontext takes %s× as long: it saves and restores the signal mask "
+        "with a system call at every switch." % fmt(sw.get("ratio"), 1),
+    ])
+
+
 def main(argv):
     meta = read_meta(argv[1])
     res = read_results(argv[2])
@@ -626,6 +672,8 @@ def main(argv):
                     short, long_, int(long_) - int(short)
                     if long_.isdigit() and short.isdigit() else "?"),
                 "", syscall_table(syscalls), ""]
+    if meta.get("switch_result"):
+        out += ["### Context switch", "", switch_section(meta), ""]
     if instr:
         out += ["### User-space instructions per request", "",
                 "Counted by `bench/instructions` (valgrind's callgrind, "

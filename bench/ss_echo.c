@@ -4,7 +4,7 @@
  *
  *   ss_echo --model sync|threading|forking|pool|prefork|async
  *           [--workers N] [--prefork-model sync|threading|pool|async]
- *           [--proto tcp|udp|unix]
+ *           [--proto tcp|udp|unix] [--stack-size BYTES]
  *           ADDRESS
  *
  * Stream requests: handle() loops ss_recv into a buffer and ss_sendall's it
@@ -24,7 +24,10 @@
  *              worker for the connection's life); up to 4,096 connections
  *              wait in the queue
  *   async      ss_server_use_async: coroutines on --workers event loops,
- *              default 1; or --prefork-model async in each prefork worker
+ *              default 1; or --prefork-model async in each prefork worker;
+ *              --stack-size sets ss_async_options.stack_size (default 0:
+ *              the library's 64 KiB; at least 16 KiB, and the handler's
+ *              16 KiB buffer lives on that stack)
  *   prefork    ss_server_use_prefork(workers): --workers processes, default
  *              2, each serving synchronously; add --prefork-model threading
  *              or pool to compose prefork with that model in each worker
@@ -57,6 +60,7 @@ struct args {
     enum model prefork_model; /* SYNC, THREADING or POOL */
     enum proto proto;
     unsigned workers;         /* 0 = the model's default */
+    size_t stack_size;        /* async: 0 = the library's default */
     const char *address;
 };
 
@@ -130,6 +134,12 @@ static int parse_option(struct args *a, const char *opt, const char *val,
         a->workers = (unsigned)n;
         return n > 0 ? 0 : -1;
     }
+    if (strcmp(opt, "--stack-size") == 0) {
+        long n = atol(val);
+
+        a->stack_size = (size_t)n;
+        return n > 0 ? 0 : -1;
+    }
     return -1;
 }
 
@@ -174,7 +184,8 @@ static ss_server *new_server(const struct args *a)
 }
 
 /* Apply `model` (not prefork) to server. 0 or a negative errno. */
-static int use_model(ss_server *server, enum model model, unsigned workers)
+static int use_model(ss_server *server, enum model model, unsigned workers,
+                     size_t stack_size)
 {
     switch (model) {
     case THREADING:
@@ -186,7 +197,7 @@ static int use_model(ss_server *server, enum model model, unsigned workers)
                                          workers ? workers : POOL_WORKERS,
                                          POOL_QUEUE);
     case ASYNC: {
-        ss_async_options o = {.loops = workers};
+        ss_async_options o = {.loops = workers, .stack_size = stack_size};
 
         return ss_server_use_async(server, &o);
     }
@@ -200,9 +211,9 @@ static int apply_model(ss_server *server, const struct args *a)
     int rc;
 
     if (a->model != PREFORK)
-        return use_model(server, a->model, a->workers);
+        return use_model(server, a->model, a->workers, a->stack_size);
     /* The pool inside each prefork worker keeps its default size. */
-    rc = use_model(server, a->prefork_model, 0);
+    rc = use_model(server, a->prefork_model, 0, a->stack_size);
     if (rc < 0)
         return rc;
     return ss_server_use_prefork(server,
@@ -257,7 +268,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s --model sync|threading|forking|pool|prefork|"
                         "async [--workers N] [--prefork-model sync|threading|"
                         "pool|async] "
-                        "[--proto tcp|udp|unix] ADDRESS\n", argv[0]);
+                        "[--proto tcp|udp|unix] [--stack-size BYTES] "
+                        "ADDRESS\n", argv[0]);
         return 2;
     }
     raise_nofile();

@@ -352,13 +352,15 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
 
 /* Mix-ins: applied to any server before it serves (before the first
  * ss_serve_forever or ss_handle_request), from the thread that owns it. A
- * server has at most one process model (threading, forking or thread
- * pool); prefork composes with sync, threading or the pool. A mix-in
+ * server has at most one process model (threading, forking, thread pool,
+ * or async mode: ss_server_use_async below); prefork composes with sync,
+ * threading, the pool or async mode. A mix-in
  * replaces some hooks (process_request, server_close and, per model,
  * service_actions and handle_timeout); overrides made with
  * ss_server_override stay on top of it. All return 0, or -EINVAL (NULL
  * server, zero workers), -EBUSY (already served, or a process model is
- * already set), -ENOTSUP (forking with prefork, either way round), -ENOMEM.
+ * already set: async mode counts as one), -ENOTSUP (forking with prefork,
+ * either way round), -ENOMEM.
  *
  * Threading (Python's ThreadingMixIn): a thread per request, started with
  *   options.thread_stack_size; finished threads are joined as they finish;
