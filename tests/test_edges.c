@@ -1,0 +1,500 @@
+/*
+ * The edges of the API: arguments refused with -EINVAL and the message
+ * ss_last_error() leaves, address forms and their errors, formatting of
+ * unusual addresses, options refused at construction, calls out of order
+ * (bind twice, activate before bind, a model set twice), NULL everywhere
+ * the header allows it, and the request calls' own argument checks, made
+ * from inside a handler. After every test: no descriptor, thread or child
+ * is left.
+ */
+#include "helpers.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int fds_before, threads_before;
+
+static int setup_counts(void **state)
+{
+    (void)state;
+    fds_before = count_fds();
+    threads_before = count_threads();
+    return 0;
+}
+
+static bool no_children(void)
+{
+    return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+static int check_counts(void **state)
+{
+    int fds = settle_fds(fds_before), threads = settle_threads(threads_before);
+
+    (void)state;
+    if (fds != fds_before || threads != threads_before || !no_children()) {
+        print_error("leak: %d fds (%d before), %d threads (%d before), "
+                    "children left: %s\n", fds, fds_before, threads,
+                    threads_before, no_children() ? "no" : "yes");
+        reap_zombies();
+        return -1;
+    }
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup_counts, check_counts)
+
+/* rc is -err and ss_last_error() contains `what`. */
+#define expect_error(rc, err, what)                                         \
+    do {                                                                    \
+        int rc_ = (rc);                                                     \
+        expect_true(rc_ == -(err), "%s: %d (%s), expected %d; "             \
+                    "ss_last_error: %s", #rc, rc_, ss_strerror(rc_),        \
+                    -(err), ss_last_error());                               \
+        expect_true(strstr(ss_last_error(), (what)) != NULL,                \
+                    "ss_last_error() '%s' should name '%s'",                \
+                    ss_last_error(), (what));                               \
+    } while (0)
+
+/* ---- addresses ------------------------------------------------------------ */
+
+static void test_address_parse_refusals_say_what_was_wrong(void **state)
+{
+    ss_address a;
+    char longhost[300], longv6[100];
+
+    (void)state;
+    expect_error(ss_address_parse(NULL, "127.0.0.1:0"), EINVAL, "no output");
+    expect_error(ss_address_parse(&a, NULL), EINVAL, "empty");
+    expect_error(ss_address_parse(&a, ""), EINVAL, "empty");
+    expect_error(ss_address_parse(&a, "unix:"), EINVAL,
+                 "empty Unix socket path");
+    expect_error(ss_address_parse(&a, "@"), EINVAL, "empty Unix socket path");
+    expect_error(ss_address_parse(&a, "fd:3"), EINVAL, "names a socket");
+    expect_error(ss_address_parse(&a, "nocolon"), EINVAL, "HOST:PORT");
+    expect_error(ss_address_parse(&a, "[::1]"), EINVAL, "[IPV6]:PORT");
+    expect_error(ss_address_parse(&a, "[::1]80"), EINVAL, "[IPV6]:PORT");
+    expect_error(ss_address_parse(&a, "[::1:80"), EINVAL, "[IPV6]:PORT");
+    expect_error(ss_address_parse(&a, "[1.2.3.4]:80"), EINVAL,
+                 "'1.2.3.4' is not an IPv6 address");
+    memset(longv6, '1', sizeof longv6);
+    longv6[0] = '[';
+    memcpy(longv6 + sizeof longv6 - 5, "]:80", 5);
+    expect_error(ss_address_parse(&a, longv6), EINVAL, "not an IPv6 address");
+    expect_error(ss_address_parse(&a, "[::1]:http"), EINVAL,
+                 "port 'http' is not a number");
+    expect_error(ss_address_parse(&a, "[::1]:"), EINVAL, "missing port");
+    expect_error(ss_address_parse(&a, "127.0.0.1:"), EINVAL, "missing port");
+    expect_error(ss_address_parse(&a, "127.0.0.1: 80"), EINVAL,
+                 "is not a number");
+    expect_error(ss_address_parse(&a, "127.0.0.1:80x"), EINVAL,
+                 "is not a number");
+    expect_error(ss_address_parse(&a, "127.0.0.1:-1"), EINVAL,
+                 "out of range 0-65535");
+    expect_error(ss_address_parse(&a, "127.0.0.1:65536"), EINVAL,
+                 "out of range 0-65535");
+    expect_error(ss_address_parse(&a, "127.0.0.1:99999999999999999999999"),
+                 EINVAL, "out of range 0-65535");
+    memset(longhost, 'h', sizeof longhost);
+    memcpy(longhost + sizeof longhost - 4, ":80", 4);
+    expect_error(ss_address_parse(&a, longhost), EINVAL, "host name too long");
+    /* A success clears the message. */
+    assert_int_equal(ss_address_parse(&a, "127.0.0.1:65535"), 0);
+    assert_string_equal(ss_last_error(), "");
+    assert_int_equal(ss_address_port(&a), 65535);
+}
+
+static void test_ipv6_scope_by_interface_name_or_number(void **state)
+{
+    ss_address a;
+    char buf[SS_ADDRESS_STRLEN], want[64];
+    unsigned lo = if_nametoindex("lo");
+
+    (void)state;
+    assert_int_equal(ss_address_parse(&a, "[fe80::1%7]:80"), 0);
+    assert_int_equal(((struct sockaddr_in6 *)&a.storage)->sin6_scope_id, 7);
+    assert_string_equal(ss_address_format(&a, buf, sizeof buf),
+                        "[fe80::1%7]:80");
+    assert_int_equal(ss_address_port(&a), 80);
+    if (lo == 0)
+        return;     /* no loopback interface by that name */
+    assert_int_equal(ss_address_parse(&a, "[fe80::1%lo]:443"), 0);
+    assert_int_equal(((struct sockaddr_in6 *)&a.storage)->sin6_scope_id, lo);
+    snprintf(want, sizeof want, "[fe80::1%%%u]:443", lo);
+    assert_string_equal(ss_address_format(&a, buf, sizeof buf), want);
+}
+
+static void test_format_of_unusual_addresses(void **state)
+{
+    ss_address a, u;
+    struct sockaddr_un *sun = (struct sockaddr_un *)&u.storage;
+    char buf[SS_ADDRESS_STRLEN], small[8] = "keep";
+
+    (void)state;
+    assert_string_equal(ss_address_format(NULL, buf, sizeof buf), "(null)");
+    assert_null(ss_address_format(&a, NULL, 10));
+    /* size 0: the buffer is returned untouched */
+    assert_ptr_equal(ss_address_format(&a, small, 0), small);
+    assert_string_equal(small, "keep");
+    /* a shorter buffer truncates */
+    assert_int_equal(ss_address_parse(&a, "127.0.0.1:8080"), 0);
+    assert_string_equal(ss_address_format(&a, small, sizeof small), "127.0.0");
+    memset(&a, 0, sizeof a);
+    a.storage.ss_family = AF_APPLETALK;
+    a.len = sizeof a.storage;
+    snprintf(small, sizeof small, "%d", AF_APPLETALK);
+    ss_address_format(&a, buf, sizeof buf);
+    expect_true(strstr(buf, "address family") && strstr(buf, small),
+                "got '%s'", buf);
+    assert_int_equal(ss_address_port(NULL), -1);
+    assert_int_equal(ss_address_port(&a), -1);
+    /* A Unix path that fills sun_path with no NUL, and a length that
+     * claims more than sun_path holds: at most sun_path's bytes. */
+    memset(&u, 0, sizeof u);
+    sun->sun_family = AF_UNIX;
+    memset(sun->sun_path, 'p', sizeof sun->sun_path);
+    sun->sun_path[0] = '/';
+    u.len = sizeof u.storage;
+    ss_address_format(&u, buf, sizeof buf);
+    assert_int_equal(strlen(buf), sizeof sun->sun_path);
+    assert_int_equal(ss_address_port(&u), -1);
+    /* abstract and unnamed */
+    assert_int_equal(ss_address_parse(&u, "unix:@edge"), 0);
+    assert_string_equal(ss_address_format(&u, buf, sizeof buf), "@edge");
+    u.len = offsetof(struct sockaddr_un, sun_path);
+    assert_string_equal(ss_address_format(&u, buf, sizeof buf), "(unnamed)");
+}
+
+static void test_strerror_and_version(void **state)
+{
+    char v[32];
+
+    (void)state;
+    assert_string_equal(ss_strerror(-EINVAL), strerror(EINVAL));
+    assert_string_equal(ss_strerror(EINVAL), strerror(EINVAL));
+    snprintf(v, sizeof v, "%d.%d.%d", SS_VERSION_MAJOR, SS_VERSION_MINOR,
+             SS_VERSION_PATCH);
+    assert_string_equal(ss_version(), v);
+}
+
+/* ---- construction --------------------------------------------------------- */
+
+static void test_options_refused_at_construction(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {0};
+
+    (void)state;
+    o.proxy_protocol = 2;
+    assert_null(ss_tcp_server_new("127.0.0.1:0", &h, &o));
+    assert_int_equal(errno, EINVAL);
+    expect_true(strstr(ss_last_error(), "proxy_protocol 2"), "%s",
+                ss_last_error());
+    o.proxy_protocol = SS_PROXY_REQUIRED;
+    assert_null(ss_udp_server_new("127.0.0.1:0", &h, &o));
+    assert_int_equal(errno, EINVAL);
+    expect_true(strstr(ss_last_error(), "udp_server_new: proxy_protocol is "
+                       "for stream servers"), "%s", ss_last_error());
+    o.proxy_timeout = -1;
+    assert_null(ss_tcp_server_new("127.0.0.1:0", &h, &o));
+    assert_int_equal(errno, EINVAL);
+    expect_true(strstr(ss_last_error(), "proxy_timeout -1 is negative"), "%s",
+                ss_last_error());
+    o.proxy_timeout = 0.0 / 0.0;
+    assert_null(ss_tcp_server_new("127.0.0.1:0", &h, &o));
+    assert_int_equal(errno, EINVAL);
+}
+
+static void test_null_server_everywhere(void **state)
+{
+    ss_server_stats st;
+    ss_server_ops ops = {0};
+
+    (void)state;
+    assert_int_equal(ss_server_override(NULL, &ops), -EINVAL);
+    assert_null(ss_server_base_ops(NULL));
+    assert_null(ss_server_ops_current(NULL));
+    assert_int_equal(ss_serve_forever(NULL, 0.1), -EINVAL);
+    assert_int_equal(ss_handle_request(NULL), -EINVAL);
+    assert_int_equal(ss_server_run_once(NULL, 0), -EINVAL);
+    assert_int_equal(ss_server_loop_fd(NULL), -EINVAL);
+    assert_int_equal(ss_server_broadcast(NULL, "x", 1, NULL), -EINVAL);
+    assert_int_equal(ss_server_bind(NULL), -EINVAL);
+    assert_int_equal(ss_server_activate(NULL), -EINVAL);
+    assert_int_equal(ss_server_get_stats(NULL, &st), -EINVAL);
+    assert_int_equal(ss_server_use_threading(NULL), -EINVAL);
+    assert_int_equal(ss_server_use_forking(NULL), -EINVAL);
+    assert_int_equal(ss_server_use_thread_pool(NULL, 2, 2), -EINVAL);
+    assert_int_equal(ss_server_use_prefork(NULL, 2), -EINVAL);
+    assert_int_equal(ss_server_use_async(NULL, NULL), -EINVAL);
+    assert_null(ss_server_address(NULL));
+    assert_int_equal(ss_server_fileno(NULL), -1);
+    assert_null(ss_server_data(NULL));
+    assert_int_equal(ss_server_active_handlers(NULL), 0);
+    ss_server_shutdown(NULL);
+    ss_server_request_shutdown(NULL);
+    ss_server_close(NULL);
+    ss_server_free(NULL);
+    assert_null(ss_request_client_address(NULL));
+    assert_null(ss_request_peer_address(NULL));
+    assert_null(ss_request_server(NULL));
+    assert_null(ss_request_state(NULL));
+    assert_int_equal(ss_request_fd(NULL), -1);
+    assert_int_equal(ss_recv(NULL, NULL, 0), -EINVAL);
+    assert_int_equal(ss_read(NULL, NULL, 0), -EINVAL);
+    assert_int_equal(ss_readline(NULL, NULL, 0), -EINVAL);
+    assert_int_equal(ss_sendall(NULL, NULL, 0), -EINVAL);
+    assert_int_equal(ss_write(NULL, NULL, 0), -EINVAL);
+    assert_int_equal(ss_printf(NULL, "x"), -EINVAL);
+    assert_int_equal(ss_flush(NULL), -EINVAL);
+    assert_int_equal(ss_wait_readable(NULL, 0), -EINVAL);
+    assert_int_equal(ss_wait_fd(NULL, 0, POLLIN, 0), -EINVAL);
+    assert_int_equal(ss_sleep(NULL, 0), -EINVAL);
+}
+
+static void test_server_calls_out_of_order(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.defer_bind = true};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_override(s, NULL), -EINVAL);
+    assert_int_equal(ss_server_get_stats(s, NULL), -EINVAL);
+    /* not bound yet: neither activate nor serve */
+    assert_int_equal(ss_server_activate(s), -EINVAL);
+    assert_int_equal(ss_handle_request(s), -EBADF);
+    assert_int_equal(ss_server_bind(s), 0);
+    assert_int_equal(ss_server_bind(s), -EINVAL);
+    assert_int_equal(ss_server_activate(s), 0);
+    assert_int_equal(ss_server_activate(s), -EINVAL);
+    /* a model, then another: busy */
+    assert_int_equal(ss_server_use_threading(s), 0);
+    assert_int_equal(ss_server_use_threading(s), -EBUSY);
+    assert_int_equal(ss_server_use_forking(s), -EBUSY);
+    assert_int_equal(ss_server_use_thread_pool(s, 2, 2), -EBUSY);
+    assert_int_equal(ss_server_use_prefork(s, 2), 0);
+    assert_int_equal(ss_server_use_prefork(s, 2), -EBUSY);
+    assert_non_null(ss_server_ops_current(s));
+    assert_non_null(ss_server_ops_current(s)->handle_error);
+    assert_int_equal(ss_server_broadcast(s, NULL, 1, NULL), -EINVAL);
+    ss_server_close(s);
+    assert_int_equal(ss_server_fileno(s), -1);
+    assert_int_equal(ss_server_bind(s), -EINVAL);
+    assert_int_equal(ss_handle_request(s), -EBADF);
+    assert_int_equal(ss_server_run_once(s, 0), -EBADF);
+    assert_int_equal(ss_serve_forever(s, 0.1), -EBADF);
+    ss_server_free(s);
+}
+
+static void test_sync_loop_fd_and_run_once(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_loop_fd(s), ss_server_fileno(s));
+    /* nothing pending: 0 at once, and no handle_timeout */
+    assert_int_equal(ss_server_run_once(s, 0), 0);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "once\n", 5), 0);
+    assert_int_equal(ss_server_run_once(s, WAIT_LIMIT), 1);
+    assert_int_equal(recv_line(fd, buf, sizeof buf), 5);
+    assert_string_equal(buf, "once\n");
+    close(fd);
+    ss_server_close(s);
+    assert_int_equal(ss_server_loop_fd(s), -EBADF);
+    ss_server_free(s);
+}
+
+/* get_request that says "nothing ready" once, as when another process
+ * took the connection. */
+static int eagain_left;
+
+static int eagain_once(ss_server *s, ss_request **r)
+{
+    if (eagain_left > 0) {
+        eagain_left--;
+        return -EAGAIN;
+    }
+    return ss_server_base_ops(s)->get_request(s, r);
+}
+
+static void test_run_once_after_a_connection_taken_elsewhere(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    ss_server_override(s, &(ss_server_ops){.get_request = eagain_once});
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "again\n", 6), 0);
+    /* With no time to wait, "nothing ready" is "none came". */
+    eagain_left = 1;
+    assert_int_equal(ss_server_run_once(s, 0), 0);
+    /* With time, the loop waits on and takes the connection. */
+    eagain_left = 1;
+    assert_int_equal(ss_server_run_once(s, WAIT_LIMIT), 1);
+    assert_int_equal(eagain_left, 0);
+    assert_int_equal(recv_line(fd, buf, sizeof buf), 6);
+    close(fd);
+    ss_server_free(s);
+}
+
+static void test_datagram_broadcast_reaches_nobody(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, NULL);
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_broadcast(s, "x", 1, NULL), 0);
+    ss_server_free(s);
+}
+
+/* ---- inside a handler ----------------------------------------------------- */
+
+typedef struct checks {
+    ssize_t readline_short, readline_null, recv_null, recv_zero, read_null;
+    int write_null, sendall_null, printf_null, sleep_negative, sleep_nan;
+    int wait_fd_bad, wait_fd_events, wait_readable_buffered;
+    int printf_long;
+    const void *packet;
+    size_t packet_len;
+    void *state;
+    bool server_matches, client_matches, peer_matches;
+    int fd;
+    char line[64];
+} checks;
+
+static checks seen;
+static char long_text[3000];
+
+static int vprintf_null(ss_request *r, ...)
+{
+    const char *no_format = NULL;
+    va_list ap;
+    int rc;
+
+    va_start(ap, r);
+    rc = ss_vprintf(r, no_format, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int checking_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char buf[8];
+
+    seen.readline_short = ss_readline(r, buf, 1);
+    seen.readline_null = ss_readline(r, NULL, sizeof buf);
+    seen.recv_null = ss_recv(r, NULL, 3);
+    seen.recv_zero = ss_recv(r, buf, 0);
+    seen.read_null = ss_read(r, NULL, 3);
+    seen.write_null = ss_write(r, NULL, 3);
+    seen.sendall_null = ss_sendall(r, NULL, 3);
+    seen.printf_null = vprintf_null(r);
+    seen.sleep_negative = ss_sleep(r, -1);
+    seen.sleep_nan = ss_sleep(r, 0.0 / 0.0);
+    seen.wait_fd_bad = ss_wait_fd(r, -1, POLLIN, 0);
+    seen.wait_fd_events = ss_wait_fd(r, ss_request_fd(r), 0, 0);
+    seen.packet = ss_request_packet(r, &seen.packet_len);
+    seen.state = ss_request_state(r);
+    seen.server_matches = ss_request_server(r) == s;
+    seen.client_matches = ss_request_client_address(r) == c;
+    seen.peer_matches = ss_request_peer_address(r) == c ||
+        memcmp(ss_request_peer_address(r), c, sizeof *c) == 0;
+    seen.fd = ss_request_fd(r);
+    /* the request's line: buffered after a readline of its first byte */
+    if (ss_readline(r, seen.line, 2) != 1)
+        return -EIO;
+    seen.wait_readable_buffered = ss_wait_readable(r, 0);
+    if (ss_readline(r, seen.line + 1, sizeof seen.line - 1) <= 0)
+        return -EIO;
+    seen.printf_long = ss_printf(r, "%s\n", long_text);
+    return 0;
+}
+
+static void test_request_calls_refuse_bad_arguments(void **state)
+{
+    ss_handler h = {.handle = checking_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char *reply = calloc(1, sizeof long_text + 2);
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(reply);
+    memset(long_text, 'L', sizeof long_text - 1);
+    memset(&seen, 0, sizeof seen);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "checks\n", 7), 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(seen.readline_short, -EINVAL);
+    assert_int_equal(seen.readline_null, -EINVAL);
+    assert_int_equal(seen.recv_null, -EINVAL);
+    assert_int_equal(seen.recv_zero, 0);
+    assert_int_equal(seen.read_null, -EINVAL);
+    assert_int_equal(seen.write_null, -EINVAL);
+    assert_int_equal(seen.sendall_null, -EINVAL);
+    assert_int_equal(seen.printf_null, -EINVAL);
+    assert_int_equal(seen.sleep_negative, -EINVAL);
+    assert_int_equal(seen.sleep_nan, -EINVAL);
+    assert_int_equal(seen.wait_fd_bad, -EINVAL);
+    assert_int_equal(seen.wait_fd_events, -EINVAL);
+    assert_int_equal(seen.wait_readable_buffered, 1);
+    assert_null(seen.packet);
+    assert_int_equal(seen.packet_len, 0);
+    assert_null(seen.state);
+    assert_true(seen.server_matches);
+    assert_true(seen.client_matches);
+    assert_true(seen.peer_matches);
+    assert_true(seen.fd >= 0);
+    assert_string_equal(seen.line, "checks\n");
+    /* A formatted write longer than ss_vprintf's own buffer. */
+    assert_int_equal(seen.printf_long, (int)sizeof long_text);
+    assert_int_equal(recv_exact(fd, reply, sizeof long_text),
+                     (ssize_t)sizeof long_text);
+    assert_int_equal(strspn(reply, "L"), sizeof long_text - 1);
+    assert_int_equal(reply[sizeof long_text - 1], '\n');
+    free(reply);
+    close(fd);
+    ss_server_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_address_parse_refusals_say_what_was_wrong),
+        TEST(test_ipv6_scope_by_interface_name_or_number),
+        TEST(test_format_of_unusual_addresses),
+        TEST(test_strerror_and_version),
+        TEST(test_options_refused_at_construction),
+        TEST(test_null_server_everywhere),
+        TEST(test_server_calls_out_of_order),
+        TEST(test_sync_loop_fd_and_run_once),
+        TEST(test_run_once_after_a_connection_taken_elsewhere),
+        TEST(test_datagram_broadcast_reaches_nobody),
+        TEST(test_request_calls_refuse_bad_arguments),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
