@@ -13,6 +13,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -480,6 +481,291 @@ static void test_request_calls_refuse_bad_arguments(void **state)
     ss_server_free(s);
 }
 
+/* ---- get_request failures -------------------------------------------------- */
+
+static int failures_left, failure;
+
+static int failing_get_request(ss_server *s, ss_request **r)
+{
+    if (failures_left > 0) {
+        failures_left--;
+        return failure;
+    }
+    return ss_server_base_ops(s)->get_request(s, r);
+}
+
+static char logged[2048];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_line(void *data, const char *line)
+{
+    (void)data;
+    pthread_mutex_lock(&log_lock);
+    if (strlen(logged) + strlen(line) + 2 < sizeof logged) {
+        strcat(logged, line);
+        strcat(logged, "\n");
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+static bool logged_contains(void *what)
+{
+    bool yes;
+
+    pthread_mutex_lock(&log_lock);
+    yes = strstr(logged, what) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return yes;
+}
+
+/* An unexpected accept error is one log line, and serving goes on. */
+static void test_unexpected_get_request_error_is_logged_and_serving_goes_on(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.log = log_line};
+    bool async_mode;
+
+    (void)state;
+    for (async_mode = false; ; async_mode = true) {
+        ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+        served sv;
+
+        assert_non_null(s);
+        if (async_mode)
+            assert_int_equal(ss_server_use_async(s, NULL), 0);
+        ss_server_override(s, &(ss_server_ops){.get_request =
+                                               failing_get_request});
+        logged[0] = '\0';
+        failure = -EIO;
+        failures_left = 1;
+        serve_in_thread(&sv, s, 0.05);
+        stream_examine(ss_server_address(s));
+        stop_serving(&sv);
+        assert_int_equal(failures_left, 0);
+        expect_true(logged_contains("libsockserver: get_request: "
+                                    "Input/output error"),
+                    "%s: log: %s", async_mode ? "async" : "sync", logged);
+        ss_server_free(s);
+        if (async_mode)
+            break;
+    }
+}
+
+/* A get_request error that says the socket is unusable ends serving. */
+static void test_fatal_get_request_error_ends_serve_forever(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    ss_server_override(s, &(ss_server_ops){.get_request = failing_get_request});
+    failure = -ENOTSOCK;
+    failures_left = 1;
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(ss_serve_forever(s, 0.05), -ENOTSOCK);
+    /* The same from handle_request: its error, no handle_timeout. */
+    failures_left = 1;
+    assert_int_equal(ss_handle_request(s), -ENOTSOCK);
+    close(fd);
+    ss_server_free(s);
+}
+
+/* A timeout of more than a day is waited for in day-long polls. */
+static void test_handle_request_with_a_very_long_timeout(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.timeout = 1e7};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "long\n", 5), 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(recv_line(fd, buf, sizeof buf), 5);
+    close(fd);
+    ss_server_free(s);
+}
+
+/* ---- max_connections when driven one request at a time --------------------- */
+
+static int gate[2];     /* a pipe: the handler waits for a byte */
+
+static int gated_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char x;
+    int rc = echo_line_handle(r, c, s);
+
+    if (ss_wait_fd(r, gate[0], POLLIN, WAIT_LIMIT) == 1)
+        (void)!read(gate[0], &x, 1);
+    return rc;
+}
+
+static void test_run_once_at_max_connections_waits_for_a_place(void **state)
+{
+    ss_handler h = {.handle = gated_handle};
+    ss_server_options o = {.max_connections = 1};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    char buf[64];
+    int a, b;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    a = client_connect(ss_server_address(s));
+    b = client_connect(ss_server_address(s));
+    assert_true(a >= 0 && b >= 0);
+    assert_int_equal(send_all_fd(a, "first\n", 6), 0);
+    assert_int_equal(send_all_fd(b, "second\n", 7), 0);
+    assert_int_equal(ss_server_run_once(s, WAIT_LIMIT), 1);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 6);
+    /* The first handler holds the only place: the second connection
+     * waits in the backlog, and a run that may not wait takes nothing. */
+    assert_int_equal(ss_server_run_once(s, 0), 0);
+    assert_int_equal(ss_server_run_once(s, 0.05), 0);
+    /* Let the first handler end: the place is free again. */
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    assert_int_equal(ss_server_run_once(s, WAIT_LIMIT), 1);
+    assert_int_equal(recv_line(b, buf, sizeof buf), 7);
+    assert_string_equal(buf, "second\n");
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    close(a);
+    close(b);
+    ss_server_free(s);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+/* ---- async mode's own refusals --------------------------------------------- */
+
+static int hook_broadcast_rc;
+
+static bool broadcasting_verify(ss_server *s, ss_request *r,
+                                const ss_address *c)
+{
+    (void)r, (void)c;
+    hook_broadcast_rc = ss_server_broadcast(s, "x", 1, NULL);
+    return true;
+}
+
+static void test_async_refusals(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_async_options two = {.loops = 2};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    ss_server *f = ss_forking_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(f);
+    assert_int_equal(ss_server_use_async(f, NULL), -ENOTSUP);
+    ss_server_free(f);
+    assert_int_equal(ss_server_use_async(s, &two), 0);
+    assert_int_equal(ss_server_use_async(s, NULL), -EBUSY);
+    assert_int_equal(ss_server_loop_fd(s), -EINVAL);
+    assert_int_equal(ss_server_run_once(s, 0), -EINVAL);
+    ss_server_free(s);
+
+    /* One loop, driven from here: a hook on the loop's own stack cannot
+     * broadcast (it could neither wait nor block the loop). */
+    s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    ss_server_override(s, &(ss_server_ops){.verify_request =
+                                           broadcasting_verify});
+    assert_true(ss_server_loop_fd(s) >= 0);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "hook\n", 5), 0);
+    hook_broadcast_rc = 1;
+    while (hook_broadcast_rc == 1)
+        assert_true(ss_server_run_once(s, WAIT_LIMIT) >= 0);
+    assert_int_equal(hook_broadcast_rc, -EBUSY);
+    while (recv(fd, buf, 1, MSG_DONTWAIT) < 0)
+        assert_true(ss_server_run_once(s, WAIT_LIMIT) >= 0);
+    close(fd);
+    ss_server_close(s);
+    assert_int_equal(ss_server_loop_fd(s), -EBADF);
+    assert_int_equal(ss_server_run_once(s, 0), -EBADF);
+    ss_server_free(s);
+}
+
+/* ---- signals ------------------------------------------------------------------ */
+
+/* Run fn in a forked child and return its wait status. */
+static int child_status(void (*fn)(void *), void *arg)
+{
+    double end = now() + 3 * WAIT_LIMIT;
+    int status = 0;
+    pid_t pid = fork(), rc = 0;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fn(arg);
+        _exit(0);
+    }
+    while (now() < end && (rc = waitpid(pid, &status, WNOHANG)) == 0)
+        sleep_ms(2);
+    if (rc != pid) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the child did not end");
+    }
+    return status;
+}
+
+static void raise_int_then_term(void *arg)
+{
+    (void)arg;
+    raise(SIGINT);      /* the parent's to handle: ignored here */
+    raise(SIGTERM);     /* ends a forked handler child */
+    _exit(3);
+}
+
+static void install_and_raise_twice(void *arg)
+{
+    ss_server *s = arg;
+
+    if (ss_server_shutdown_on_signals(s) < 0)
+        _exit(4);
+    raise(SIGTERM);     /* the first: a graceful shutdown is asked for */
+    if (ss_serve_forever(s, 0.05) != 0)
+        _exit(5);
+    raise(SIGTERM);     /* the second: the default action, at once */
+    _exit(6);
+}
+
+static void test_shutdown_signals_in_children_and_a_second_signal(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    int status;
+
+    (void)state;
+    assert_non_null(s);
+    /* A child forked after the handlers went in, as a forked handler is:
+     * SIGINT is the parent's business, SIGTERM ends it. */
+    assert_int_equal(ss_server_shutdown_on_signals(s), 0);
+    status = child_status(raise_int_then_term, NULL);
+    expect_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+                "status 0x%x", status);
+    assert_int_equal(ss_server_shutdown_on_signals(NULL), 0);
+    /* The process that installed them: the first signal stops serving,
+     * the second ends the process. */
+    status = child_status(install_and_raise_twice, s);
+    expect_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+                "status 0x%x", status);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +780,12 @@ int main(void)
         TEST(test_run_once_after_a_connection_taken_elsewhere),
         TEST(test_datagram_broadcast_reaches_nobody),
         TEST(test_request_calls_refuse_bad_arguments),
+        TEST(test_unexpected_get_request_error_is_logged_and_serving_goes_on),
+        TEST(test_fatal_get_request_error_ends_serve_forever),
+        TEST(test_handle_request_with_a_very_long_timeout),
+        TEST(test_run_once_at_max_connections_waits_for_a_place),
+        TEST(test_async_refusals),
+        TEST(test_shutdown_signals_in_children_and_a_second_signal),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
