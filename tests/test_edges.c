@@ -10,6 +10,7 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/netlink.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -722,10 +724,16 @@ static int child_status(void (*fn)(void *), void *arg)
     return status;
 }
 
-static void raise_int_then_term(void *arg)
+static void raise_int(void *arg)
 {
     (void)arg;
     raise(SIGINT);      /* the parent's to handle: ignored here */
+    _exit(7);
+}
+
+static void raise_term(void *arg)
+{
+    (void)arg;
     raise(SIGTERM);     /* ends a forked handler child */
     _exit(3);
 }
@@ -754,16 +762,138 @@ static void test_shutdown_signals_in_children_and_a_second_signal(void **state)
     /* A child forked after the handlers went in, as a forked handler is:
      * SIGINT is the parent's business, SIGTERM ends it. */
     assert_int_equal(ss_server_shutdown_on_signals(s), 0);
-    status = child_status(raise_int_then_term, NULL);
+    status = child_status(raise_int, NULL);
+    expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 7,
+                "status 0x%x", status);
+    status = child_status(raise_term, NULL);
     expect_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
                 "status 0x%x", status);
     assert_int_equal(ss_server_shutdown_on_signals(NULL), 0);
     /* The process that installed them: the first signal stops serving,
-     * the second ends the process. */
+     * the second ends the process. (A process that dies of a signal writes
+     * no coverage counts: what only these children run shows as missed.) */
     status = child_status(install_and_raise_twice, s);
     expect_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
                 "status 0x%x", status);
     ss_server_free(s);
+}
+
+/* ---- inherited sockets: what is not one, and bad systemd variables ---------- */
+
+static void expect_fd_refused(int fd, ss_server *(*ctor)(const char *,
+                              const ss_handler *, const ss_server_options *),
+                              const char *what)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    char ref[32];
+
+    assert_true(fd >= 0);
+    snprintf(ref, sizeof ref, "fd:%d", fd);
+    assert_null(ctor(ref, &h, NULL));
+    assert_int_equal(errno, EINVAL);
+    expect_true(strstr(ss_last_error(), ref) && strstr(ss_last_error(), what),
+                "ss_last_error() '%s' should name %s and '%s'", ss_last_error(),
+                ref, what);
+    /* refused, and left open as it was */
+    assert_true(fcntl(fd, F_GETFD) >= 0);
+    close(fd);
+}
+
+static void test_inherited_descriptors_that_are_not_sockets_or_do_not_fit(void **state)
+{
+    int sp[2], nl;
+    char what[64];
+
+    (void)state;
+    expect_fd_refused(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+                      ss_tcp_server_new, "a directory");
+    expect_fd_refused(open("/dev/null", O_RDONLY | O_CLOEXEC),
+                      ss_tcp_server_new, "a character device");
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp),
+                     0);
+    close(sp[1]);
+    expect_fd_refused(sp[0], ss_unix_stream_server_new,
+                      "a Unix seqpacket socket");
+    nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (nl >= 0) {
+        snprintf(what, sizeof what, "a socket of address family %d and type %d",
+                 AF_NETLINK, SOCK_RAW);
+        expect_fd_refused(nl, ss_udp_server_new, what);
+    }
+}
+
+/* In a child (the variables are read once per process): set them, try
+ * "systemd" twice, and exit 0 when both failed with EINVAL naming `want`;
+ * else write why to the pipe. */
+typedef struct env_case {
+    const char *pid;        /* NULL: this process's */
+    const char *fds;        /* NULL: unset */
+    const char *want;
+    int out;                /* pipe */
+} env_case;
+
+static void try_environment(void *arg)
+{
+    env_case *c = arg;
+    ss_handler h = {.handle = echo_line_handle};
+    char self[32], why[512];
+    int i;
+
+    snprintf(self, sizeof self, "%ld", (long)getpid());
+    setenv("LISTEN_PID", c->pid ? c->pid : self, 1);
+    if (c->fds)
+        setenv("LISTEN_FDS", c->fds, 1);
+    else
+        unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    for (i = 0; i < 2; i++) {
+        ss_server *s = ss_tcp_server_new("systemd", &h, NULL);
+
+        if (s || errno != EINVAL || !strstr(ss_last_error(), c->want)) {
+            snprintf(why, sizeof why, "try %d: %s, errno %d, '%s'", i,
+                     s ? "a server" : "NULL", errno, ss_last_error());
+            (void)!write(c->out, why, strlen(why));
+            ss_server_free(s);
+            _exit(1);
+        }
+    }
+    _exit(0);
+}
+
+static void test_bad_systemd_variables_are_named(void **state)
+{
+    env_case cases[] = {
+        {NULL, NULL, "systemd: LISTEN_PID is set but LISTEN_FDS is not", -1},
+        {NULL, "", "systemd: LISTEN_PID is set but LISTEN_FDS is not", -1},
+        {NULL, "two", "systemd: LISTEN_FDS 'two' is not a number of sockets", -1},
+        {NULL, "-1", "systemd: LISTEN_FDS '-1' is not a number of sockets", -1},
+        {NULL, "+1", "systemd: LISTEN_FDS '+1' is not a number of sockets", -1},
+        {NULL, "0", "systemd: LISTEN_FDS is 0: no sockets passed", -1},
+        {NULL, "100000", "systemd: LISTEN_FDS 100000 is more than", -1},
+        {"pid", "1", "systemd: LISTEN_PID 'pid' is not a process id", -1},
+        {"", "1", "systemd: LISTEN_PID '' is not a process id", -1},
+        {"-5", "1", "systemd: LISTEN_PID '-5' is not a process id", -1},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char why[512] = "";
+        int p[2], status;
+        ssize_t n;
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        cases[i].out = p[1];
+        status = child_status(try_environment, &cases[i]);
+        close(p[1]);
+        n = read(p[0], why, sizeof why - 1);
+        why[n > 0 ? n : 0] = '\0';
+        close(p[0]);
+        expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                    "LISTEN_PID=%s LISTEN_FDS=%s: status 0x%x: %s",
+                    cases[i].pid ? cases[i].pid : "(self)",
+                    cases[i].fds ? cases[i].fds : "(unset)", status, why);
+    }
 }
 
 int main(void)
@@ -786,6 +916,8 @@ int main(void)
         TEST(test_run_once_at_max_connections_waits_for_a_place),
         TEST(test_async_refusals),
         TEST(test_shutdown_signals_in_children_and_a_second_signal),
+        TEST(test_inherited_descriptors_that_are_not_sockets_or_do_not_fit),
+        TEST(test_bad_systemd_variables_are_named),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
