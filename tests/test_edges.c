@@ -10,6 +10,7 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -896,6 +897,279 @@ static void test_bad_systemd_variables_are_named(void **state)
     }
 }
 
+/* ---- socket options and Unix abstract names ---------------------------------- */
+
+static int sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+static void *examine_stream(void *arg)
+{
+    stream_examine(arg);
+    return NULL;
+}
+
+static void *examine_dgram(void *arg)
+{
+    dgram_examine(arg);
+    return NULL;
+}
+
+static void test_reuse_options_and_backlog(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options off = {.reuse_address = -1, .request_queue_size = 3};
+    ss_server_options on = {.reuse_address = 1, .reuse_port = true};
+    ss_server_options unix_port = {.reuse_port = true};
+    ss_server *tcp = ss_tcp_server_new("127.0.0.1:0", &h, &off);
+    ss_server *udp = ss_udp_server_new("127.0.0.1:0", &h, &on);
+    ss_server *tcp_port = ss_tcp_server_new("127.0.0.1:0", &h, &on);
+    ss_server *un = ss_unix_stream_server_new(temp_path("port"), &h,
+                                              &unix_port);
+    pthread_t t;
+
+    (void)state;
+    assert_non_null(tcp);
+    assert_non_null(udp);
+    assert_non_null(tcp_port);
+    expect_true(un != NULL, "reuse_port is ignored for Unix sockets: %s",
+                ss_last_error());
+    assert_int_equal(sockopt(ss_server_fileno(tcp), SOL_SOCKET, SO_REUSEADDR),
+                     0);
+    assert_int_equal(sockopt(ss_server_fileno(udp), SOL_SOCKET, SO_REUSEADDR),
+                     1);
+    assert_int_equal(sockopt(ss_server_fileno(udp), SOL_SOCKET, SO_REUSEPORT),
+                     1);
+    assert_int_equal(sockopt(ss_server_fileno(tcp_port), SOL_SOCKET,
+                             SO_REUSEPORT), 1);
+    /* a small backlog still serves */
+    assert_int_equal(pthread_create(&t, NULL, examine_stream,
+                                    (void *)ss_server_address(tcp)), 0);
+    assert_int_equal(ss_handle_request(tcp), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    ss_server_free(tcp);
+    ss_server_free(udp);
+    ss_server_free(tcp_port);
+    ss_server_free(un);
+}
+
+static void test_abstract_unix_servers(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    char name[64], buf[SS_ADDRESS_STRLEN];
+    ss_server *s, *d, *again;
+    pthread_t t;
+
+    (void)state;
+    snprintf(name, sizeof name, "@ss-edges-%d", (int)getpid());
+    s = ss_unix_stream_server_new(name, &h, NULL);
+    assert_non_null(s);
+    assert_string_equal(ss_address_format(ss_server_address(s), buf,
+                                          sizeof buf), name);
+    /* in use: no file to call stale, just taken */
+    again = ss_unix_stream_server_new(name, &h, NULL);
+    assert_null(again);
+    assert_int_equal(errno, EADDRINUSE);
+    assert_int_equal(pthread_create(&t, NULL, examine_stream,
+                                    (void *)ss_server_address(s)), 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    ss_server_free(s);
+    /* and free again once closed */
+    s = ss_unix_stream_server_new(name, &h, NULL);
+    assert_non_null(s);
+    ss_server_free(s);
+
+    snprintf(name, sizeof name, "unix:@ss-edges-d-%d", (int)getpid());
+    d = ss_unix_datagram_server_new(name, &h, NULL);
+    assert_non_null(d);
+    assert_int_equal(pthread_create(&t, NULL, examine_dgram,
+                                    (void *)ss_server_address(d)), 0);
+    assert_int_equal(ss_handle_request(d), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    ss_server_free(d);
+}
+
+static void test_tiny_thread_stack_size_is_raised_to_the_minimum(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.thread_stack_size = 1};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* ---- request I/O edges, stream ------------------------------------------------ */
+
+typedef struct io_seen {
+    int overflow;
+    ssize_t line1, line2, rest;
+    char a[256], b[256], c[256];
+} io_seen;
+
+static io_seen io;
+
+static int io_edges_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    static char whole[1];
+
+    (void)c, (void)s;
+    /* A length beyond int cannot be reported: refused before any byte is
+     * read from the buffer. */
+    io.overflow = ss_write(r, whole, (size_t)INT_MAX + 1);
+    /* A line longer than rbufsize: the buffer grows. */
+    io.line1 = ss_readline(r, io.a, sizeof io.a);
+    /* A size beyond ssize_t is as large as ssize_t allows. */
+    io.line2 = ss_readline(r, io.b, SIZE_MAX);
+    io.rest = ss_read(r, io.c, SIZE_MAX);
+    return 0;
+}
+
+static void test_request_io_sizes_at_their_limits(void **state)
+{
+    ss_handler h = {.handle = io_edges_handle, .rbufsize = 16};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char line[101];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    memset(&io, 0, sizeof io);
+    memset(line, 'x', 99);
+    line[99] = '\n';
+    line[100] = '\0';
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, line, 100), 0);
+    assert_int_equal(send_all_fd(fd, "second\nrest", 11), 0);
+    shutdown(fd, SHUT_WR);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(io.overflow, -EOVERFLOW);
+    assert_int_equal(io.line1, 100);
+    assert_string_equal(io.a, line);
+    assert_int_equal(io.line2, 7);
+    assert_string_equal(io.b, "second\n");
+    assert_int_equal(io.rest, 4);
+    assert_memory_equal(io.c, "rest", 4);
+    close(fd);
+    ss_server_free(s);
+}
+
+static ssize_t reset_recv;
+static int reset_wait;
+
+static int reset_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char buf[16];
+    int p[2];
+
+    (void)c, (void)s;
+    /* Waiting on another descriptor, the client's reset is not this
+     * wait's business: it goes on to its timeout. */
+    if (pipe(p) < 0)
+        return -errno;
+    reset_wait = ss_wait_fd(r, p[0], POLLIN, 0.2);
+    close(p[0]);
+    close(p[1]);
+    reset_recv = ss_recv(r, buf, sizeof buf);
+    return 0;
+}
+
+static void test_a_reset_connection(void **state)
+{
+    ss_handler h = {.handle = reset_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    struct linger lg = {1, 0};
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(fd);      /* RST */
+    reset_recv = 1;
+    reset_wait = 1;
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(reset_wait, 0);
+    expect_true(reset_recv == -ECONNRESET, "recv: %zd (%s)", reset_recv,
+                ss_strerror((int)reset_recv));
+    ss_server_free(s);
+}
+
+/* ---- request I/O edges, datagram ----------------------------------------------- */
+
+typedef struct dg_seen {
+    const void *packet;
+    size_t len;
+    int readable_before, readable_after, flushed;
+    ssize_t recv_after;
+    char got[64];
+} dg_seen;
+
+static dg_seen dg;
+
+static int dgram_edges_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char chunk[100];
+    int i;
+
+    (void)c, (void)s;
+    dg.packet = ss_request_packet(r, &dg.len);
+    dg.readable_before = ss_wait_readable(r, 0);
+    if (ss_recv(r, dg.got, sizeof dg.got - 1) < 0)
+        return -EIO;
+    dg.readable_after = ss_wait_readable(r, WAIT_LIMIT);   /* never waits */
+    dg.recv_after = ss_recv(r, chunk, sizeof chunk);
+    dg.flushed = ss_flush(r);
+    /* A reply written in pieces, longer than the first buffer. */
+    memset(chunk, 'r', sizeof chunk);
+    for (i = 0; i < 10; i++)
+        if (ss_write(r, chunk, sizeof chunk) != (int)sizeof chunk)
+            return -EIO;
+    return 0;
+}
+
+static void test_datagram_request_reads_its_packet_and_replies_in_pieces(void **state)
+{
+    ss_handler h = {.handle = dgram_edges_handle};
+    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, NULL);
+    const ss_address *a;
+    char reply[2000];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    a = ss_server_address(s);
+    memset(&dg, 0, sizeof dg);
+    fd = client_dgram(a, NULL, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(sendto(fd, "packet", 6, 0,
+                            (const struct sockaddr *)&a->storage, a->len), 6);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_non_null(dg.packet);
+    assert_int_equal(dg.len, 6);
+    assert_int_equal(dg.readable_before, 1);
+    assert_string_equal(dg.got, "packet");
+    assert_int_equal(dg.readable_after, 0);
+    assert_int_equal(dg.recv_after, 0);
+    assert_int_equal(dg.flushed, 0);
+    assert_int_equal(recv(fd, reply, sizeof reply, 0), 1000);
+    close(fd);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -918,6 +1192,12 @@ int main(void)
         TEST(test_shutdown_signals_in_children_and_a_second_signal),
         TEST(test_inherited_descriptors_that_are_not_sockets_or_do_not_fit),
         TEST(test_bad_systemd_variables_are_named),
+        TEST(test_reuse_options_and_backlog),
+        TEST(test_abstract_unix_servers),
+        TEST(test_tiny_thread_stack_size_is_raised_to_the_minimum),
+        TEST(test_request_io_sizes_at_their_limits),
+        TEST(test_a_reset_connection),
+        TEST(test_datagram_request_reads_its_packet_and_replies_in_pieces),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
