@@ -1170,6 +1170,41 @@ static void test_datagram_request_reads_its_packet_and_replies_in_pieces(void **
     ss_server_free(s);
 }
 
+/* ---- models that do not combine ------------------------------------------------- */
+
+static void test_model_combinations_refused(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    ss_server *f = ss_forking_tcp_server_new("127.0.0.1:0", &h, NULL);
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(f);
+    assert_int_equal(ss_server_use_prefork(s, 0), -EINVAL);
+    assert_int_equal(ss_server_use_thread_pool(s, 0, 4), -EINVAL);
+    /* a process per request cannot live inside prefork workers, either
+     * way round */
+    assert_int_equal(ss_server_use_prefork(f, 2), -ENOTSUP);
+    assert_int_equal(ss_server_use_prefork(s, 2), 0);
+    assert_int_equal(ss_server_use_forking(s), -ENOTSUP);
+    /* the workers serve in other processes: nothing to drive from here */
+    assert_int_equal(ss_server_run_once(s, 0), -EINVAL);
+    assert_int_equal(ss_server_loop_fd(s), -EINVAL);
+    assert_int_equal(ss_server_broadcast(s, "x", 1, NULL), -ENOTSUP);
+    ss_server_free(s);
+    ss_server_free(f);
+
+    /* Once a server has handled a request, its model is fixed. */
+    s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    assert_non_null(s);
+    assert_int_equal(ss_server_run_once(s, 0), 0);
+    assert_int_equal(ss_server_use_threading(s), -EBUSY);
+    assert_int_equal(ss_server_use_async(s, NULL), -EBUSY);
+    assert_int_equal(ss_server_use_prefork(s, 2), -EBUSY);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1198,6 +1233,7 @@ int main(void)
         TEST(test_request_io_sizes_at_their_limits),
         TEST(test_a_reset_connection),
         TEST(test_datagram_request_reads_its_packet_and_replies_in_pieces),
+        TEST(test_model_combinations_refused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
