@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1205,6 +1207,205 @@ static void test_model_combinations_refused(void **state)
     ss_server_free(s);
 }
 
+/* ---- model-specific paths ------------------------------------------------------- */
+
+static void test_forking_handle_request_times_out(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.timeout = 0.05};
+    ss_server *s = ss_forking_tcp_server_new("127.0.0.1:0", &h, &o);
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    /* No client: the forking handle_timeout (which reaps) runs. */
+    assert_int_equal(ss_handle_request(s), -ETIMEDOUT);
+    /* and it serves as before */
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static int exiting_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[64];
+    ssize_t n = ss_readline(r, line, sizeof line);
+
+    (void)c, (void)s;
+    if (n > 0 && strcmp(line, "exit\n") == 0)
+        _exit(3);       /* the worker process ends */
+    return n < 0 ? (int)n : ss_write(r, line, (size_t)n) < 0 ? -EIO : 0;
+}
+
+static void test_prefork_worker_that_exits_is_named_and_restarted(void **state)
+{
+    ss_handler h = {.handle = exiting_handle};
+    ss_server_options o = {.log = log_line};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    served sv;
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_prefork(s, 1), 0);
+    logged[0] = '\0';
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "exit\n", 5), 0);
+    assert_int_equal(recv_line(fd, buf, sizeof buf), 0);    /* EOF */
+    close(fd);
+    expect_true(wait_for(logged_contains, "exited with status 3; restarting "
+                         "it", WAIT_LIMIT), "log: %s", logged);
+    /* the restarted worker serves */
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static atomic_int sleep_rc, sleepers;
+
+static int sleeping_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)c, (void)s;
+    atomic_fetch_add(&sleepers, 1);
+    atomic_store(&sleep_rc, ss_sleep(r, 10 * WAIT_LIMIT));
+    return 0;
+}
+
+static bool someone_sleeps(void *arg)
+{
+    (void)arg;
+    return atomic_load(&sleepers) > 0;
+}
+
+/* A close drains an async datagram request: its long sleep ends at
+ * close_timeout, with -ESHUTDOWN. */
+static void test_async_datagram_sleep_cut_short_by_close(void **state)
+{
+    ss_handler h = {.handle = sleeping_handle};
+    ss_server_options o = {.close_timeout = 0.2};
+    ss_server *s = ss_udp_server_new("127.0.0.1:0", &h, &o);
+    const ss_address *a;
+    served sv;
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    a = ss_server_address(s);
+    atomic_store(&sleepers, 0);
+    atomic_store(&sleep_rc, 1);
+    serve_in_thread(&sv, s, 0.05);
+    fd = client_dgram(a, NULL, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(sendto(fd, "zz", 2, 0,
+                            (const struct sockaddr *)&a->storage, a->len), 2);
+    assert_true(wait_for(someone_sleeps, NULL, WAIT_LIMIT));
+    stop_serving(&sv);
+    ss_server_close(s);
+    assert_int_equal(atomic_load(&sleep_rc), -ESHUTDOWN);
+    close(fd);
+    ss_server_free(s);
+}
+
+/* Async waits with deadlines that end out of order: the loop's timers
+ * are removed from the middle of their heap. */
+static atomic_int arrivals;
+
+static int staggered_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    int i = atomic_fetch_add(&arrivals, 1);
+    int rc = ss_wait_readable(r, (double)(40 - 10 * i) * WAIT_LIMIT);
+
+    (void)c, (void)s;
+    if (rc != 1)
+        return -EIO;
+    return echo_line_handle(r, c, s);
+}
+
+static bool all_arrived(void *arg)
+{
+    return atomic_load(&arrivals) >= *(int *)arg;
+}
+
+static void test_async_deadlines_ending_out_of_order(void **state)
+{
+    ss_handler h = {.handle = staggered_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+    char buf[64];
+    int fd[3], i, three = 3;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    atomic_store(&arrivals, 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 3; i++) {
+        int n = i + 1;
+
+        fd[i] = client_connect(ss_server_address(s));
+        assert_true(fd[i] >= 0);
+        /* one at a time: handler i waits 40 - 10 i limits */
+        assert_true(wait_for(all_arrived, &n, WAIT_LIMIT));
+    }
+    assert_true(wait_for(all_arrived, &three, WAIT_LIMIT));
+    /* the longest wait first, then the others */
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(send_all_fd(fd[i], "tick\n", 5), 0);
+        assert_int_equal(recv_line(fd[i], buf, sizeof buf), 5);
+        close(fd[i]);
+    }
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* A pool whose queue is full: ss_handle_request waits for room. */
+static void *handle_one_request(void *arg)
+{
+    return (void *)(intptr_t)ss_handle_request(arg);
+}
+
+static void test_pool_handle_request_waits_while_the_queue_is_full(void **state)
+{
+    ss_handler h = {.handle = gated_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    int fd[3], i;
+    pthread_t t;
+    void *rc;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(ss_server_use_thread_pool(s, 1, 1), 0);
+    for (i = 0; i < 3; i++) {
+        fd[i] = client_connect(ss_server_address(s));
+        assert_true(fd[i] >= 0);
+        assert_int_equal(send_all_fd(fd[i], "pool\n", 5), 0);
+    }
+    /* the first goes to the worker, which echoes and then waits */
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(recv_line(fd[0], buf, sizeof buf), 5);
+    /* the second fills the queue; the third waits for room */
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(pthread_create(&t, NULL, handle_one_request, s), 0);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(write(gate[1], "x", 1), 1);
+    assert_int_equal(pthread_join(t, &rc), 0);
+    assert_int_equal((intptr_t)rc, 0);
+    for (i = 1; i < 3; i++)
+        assert_int_equal(recv_line(fd[i], buf, sizeof buf), 5);
+    for (i = 0; i < 3; i++)
+        close(fd[i]);
+    ss_server_free(s);
+    close(gate[0]);
+    close(gate[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1234,6 +1435,11 @@ int main(void)
         TEST(test_a_reset_connection),
         TEST(test_datagram_request_reads_its_packet_and_replies_in_pieces),
         TEST(test_model_combinations_refused),
+        TEST(test_forking_handle_request_times_out),
+        TEST(test_prefork_worker_that_exits_is_named_and_restarted),
+        TEST(test_async_datagram_sleep_cut_short_by_close),
+        TEST(test_async_deadlines_ending_out_of_order),
+        TEST(test_pool_handle_request_waits_while_the_queue_is_full),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
