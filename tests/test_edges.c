@@ -1406,6 +1406,117 @@ static void test_pool_handle_request_waits_while_the_queue_is_full(void **state)
     close(gate[1]);
 }
 
+/* ---- forking: the limit, a close that does not wait, a child that ignores
+ * SIGTERM ---------------------------------------------------------------------- */
+
+static void test_forking_at_max_children_a_shutdown_ends_the_waiting_request(void **state)
+{
+    ss_handler h = {.handle = gated_handle};
+    ss_server_options o = {.max_children = 1};
+    ss_server *s = ss_forking_tcp_server_new("127.0.0.1:0", &h, &o);
+    served sv;
+    char buf[64];
+    int a, b;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    serve_in_thread(&sv, s, 0.05);
+    a = client_connect(ss_server_address(s));
+    assert_true(a >= 0);
+    assert_int_equal(send_all_fd(a, "held\n", 5), 0);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 5);     /* its child runs */
+    b = client_connect(ss_server_address(s));
+    assert_true(b >= 0);
+    assert_int_equal(send_all_fd(b, "waits\n", 6), 0);
+    /* b is accepted and waits for the one child's place: a shutdown ends
+     * it, unhandled (the wait for the place shows in the stats as an
+     * accepted request). */
+    for (;;) {
+        ss_server_stats st;
+
+        assert_int_equal(ss_server_get_stats(s, &st), 0);
+        if (st.accepted >= 2)
+            break;
+        sleep_ms(1);
+    }
+    stop_serving(&sv);
+    assert_int_equal(recv_line(b, buf, sizeof buf), 0);
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    ss_server_free(s);      /* waits for a's child */
+    close(a);
+    close(b);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+static void test_forking_close_without_blocking(void **state)
+{
+    ss_handler h = {.handle = gated_handle};
+    ss_server_options o = {.no_block_on_close = true};
+    ss_server *s = ss_forking_tcp_server_new("127.0.0.1:0", &h, &o);
+    char buf[64];
+    int a, status;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    a = client_connect(ss_server_address(s));
+    assert_true(a >= 0);
+    assert_int_equal(send_all_fd(a, "bye\n", 4), 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 4);
+    /* the child still runs: close returns without it */
+    ss_server_close(s);
+    assert_int_equal(ss_server_active_handlers(s), 1);
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 0);     /* it ended */
+    /* free does not wait for children; it may have reaped this one */
+    ss_server_free(s);
+    if (waitpid(-1, &status, 0) > 0)
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(a);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+static int stubborn_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char x;
+
+    signal(SIGTERM, SIG_IGN);
+    (void)echo_line_handle(r, c, s);
+    /* only the gate or death ends this */
+    while (read(gate[0], &x, 1) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static void test_forking_close_kills_a_child_that_ignores_sigterm(void **state)
+{
+    ss_handler h = {.handle = stubborn_handle};
+    ss_server_options o = {.close_timeout = 0.1};
+    ss_server *s = ss_forking_tcp_server_new("127.0.0.1:0", &h, &o);
+    char buf[64];
+    int a;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    a = client_connect(ss_server_address(s));
+    assert_true(a >= 0);
+    assert_int_equal(send_all_fd(a, "stay\n", 5), 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 5);
+    ss_server_close(s);     /* SIGTERM, ignored; then SIGKILL */
+    assert_int_equal(ss_server_active_handlers(s), 0);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 0);
+    ss_server_free(s);
+    close(a);
+    close(gate[0]);
+    close(gate[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1440,6 +1551,9 @@ int main(void)
         TEST(test_async_datagram_sleep_cut_short_by_close),
         TEST(test_async_deadlines_ending_out_of_order),
         TEST(test_pool_handle_request_waits_while_the_queue_is_full),
+        TEST(test_forking_at_max_children_a_shutdown_ends_the_waiting_request),
+        TEST(test_forking_close_without_blocking),
+        TEST(test_forking_close_kills_a_child_that_ignores_sigterm),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
