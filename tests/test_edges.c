@@ -1517,6 +1517,145 @@ static void test_forking_close_kills_a_child_that_ignores_sigterm(void **state)
     close(gate[1]);
 }
 
+/* ---- accept back-off, reported ------------------------------------------------- */
+
+/* get_request reporting EMFILE once: accepting pauses (one line, counted),
+ * the connection is served after the back-off, and a success a quiet
+ * second later says accepting resumed. */
+static void test_accept_pause_and_resume_are_logged(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.log = log_line};
+    int mode;
+
+    (void)state;
+    for (mode = 0; mode < 2; mode++) {
+        ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+        ss_server_stats st;
+        served sv;
+
+        assert_non_null(s);
+        if (mode == 1)
+            assert_int_equal(ss_server_use_async(s, NULL), 0);
+        ss_server_override(s, &(ss_server_ops){.get_request =
+                                               failing_get_request});
+        logged[0] = '\0';
+        failure = -EMFILE;
+        failures_left = 1;
+        serve_in_thread(&sv, s, 0.05);
+        stream_examine(ss_server_address(s));
+        expect_true(logged_contains("pausing accepts until resources are "
+                                    "free"), "%s: %s", mode ? "async" : "sync",
+                    logged);
+        assert_int_equal(ss_server_get_stats(s, &st), 0);
+        assert_int_equal(st.accept_pauses, 1);
+        sleep_ms(1100);     /* the library's quiet second (SS_PAUSE_QUIET) */
+        stream_examine(ss_server_address(s));
+        expect_true(wait_for(logged_contains, "accepting again after 1 "
+                             "failure", WAIT_LIMIT), "%s: %s",
+                    mode ? "async" : "sync", logged);
+        stop_serving(&sv);
+        ss_server_free(s);
+    }
+}
+
+/* ---- a send that cannot finish within the handler timeout ----------------------- */
+
+static atomic_int send_rc;
+
+static int flooding_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    size_t len = 64u << 20;
+    char *big = calloc(1, len);
+    char line[64];
+    int rc;
+
+    (void)c, (void)s;
+    if (!big)
+        return -ENOMEM;
+    rc = (int)ss_readline(r, line, sizeof line);
+    if (rc > 0)
+        rc = ss_sendall(r, big, len);   /* the client does not read */
+    free(big);
+    atomic_store(&send_rc, rc);
+    return 0;
+}
+
+static bool send_ended(void *arg)
+{
+    (void)arg;
+    return atomic_load(&send_rc) != 1;
+}
+
+static void test_sendall_to_a_client_that_does_not_read_times_out(void **state)
+{
+    ss_handler h = {.handle = flooding_handle, .timeout = 0.3};
+    const char *names[] = {"sync", "threading", "pool", "async"};
+    int mode;
+
+    (void)state;
+    for (mode = 0; mode < 4; mode++) {
+        ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+        served sv;
+        int fd;
+
+        assert_non_null(s);
+        if (mode == 1)
+            assert_int_equal(ss_server_use_threading(s), 0);
+        if (mode == 2)
+            assert_int_equal(ss_server_use_thread_pool(s, 1, 1), 0);
+        if (mode == 3)
+            assert_int_equal(ss_server_use_async(s, NULL), 0);
+        atomic_store(&send_rc, 1);
+        serve_in_thread(&sv, s, 0.05);
+        fd = client_connect(ss_server_address(s));
+        assert_true(fd >= 0);
+        assert_int_equal(send_all_fd(fd, "flood\n", 6), 0);
+        expect_true(wait_for(send_ended, NULL, WAIT_LIMIT), "%s: the send "
+                    "never ended", names[mode]);
+        expect_true(atomic_load(&send_rc) == -ETIMEDOUT, "%s: %d (%s)",
+                    names[mode], atomic_load(&send_rc),
+                    ss_strerror(atomic_load(&send_rc)));
+        close(fd);
+        stop_serving(&sv);
+        ss_server_free(s);
+    }
+}
+
+/* ---- async driven from outside: re-entry and long timeouts ---------------------- */
+
+static int reentry_rc;
+
+static int reentering_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    reentry_rc = ss_server_run_once(s, 0);
+    return echo_line_handle(r, c, s);
+}
+
+static void test_async_run_once_from_its_own_handler_is_ebusy(void **state)
+{
+    ss_handler h = {.handle = reentering_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "reenter\n", 8), 0);
+    reentry_rc = 1;
+    /* a timeout of more than a day: waited for in day-long polls */
+    while (reentry_rc == 1)
+        assert_true(ss_server_run_once(s, 1e7) >= 0);
+    assert_int_equal(reentry_rc, -EBUSY);
+    while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) < 0)
+        assert_true(ss_server_run_once(s, WAIT_LIMIT) >= 0);
+    close(fd);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1554,6 +1693,9 @@ int main(void)
         TEST(test_forking_at_max_children_a_shutdown_ends_the_waiting_request),
         TEST(test_forking_close_without_blocking),
         TEST(test_forking_close_kills_a_child_that_ignores_sigterm),
+        TEST(test_accept_pause_and_resume_are_logged),
+        TEST(test_sendall_to_a_client_that_does_not_read_times_out),
+        TEST(test_async_run_once_from_its_own_handler_is_ebusy),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
