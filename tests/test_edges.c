@@ -1656,6 +1656,69 @@ static void test_async_run_once_from_its_own_handler_is_ebusy(void **state)
     ss_server_free(s);
 }
 
+/* A prefork worker does not inherit the loops its parent made when it
+ * drove the server itself once: it makes its own. */
+static void test_prefork_async_after_the_parent_drove_the_server(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    assert_true(ss_server_loop_fd(s) >= 0);    /* makes the parent's loop */
+    assert_int_equal(ss_server_use_prefork(s, 1), 0);
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* A connection reset in the middle of its PROXY header: handle_error
+ * with the reset, nothing handled. */
+static int proxy_err;
+static bool proxy_handled;
+
+static void record_error(ss_server *s, ss_request *r, const ss_address *c,
+                         int err)
+{
+    (void)s, (void)r, (void)c;
+    proxy_err = err;
+}
+
+static int mark_handled(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    proxy_handled = true;
+    return 0;
+}
+
+static void test_reset_inside_a_proxy_header(void **state)
+{
+    ss_handler h = {.handle = mark_handled};
+    ss_server_options o = {.proxy_protocol = SS_PROXY_REQUIRED};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    struct linger lg = {1, 0};
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    ss_server_override(s, &(ss_server_ops){.handle_error = record_error});
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "PROXY TCP4 192.0.2.1", 20), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(fd);      /* RST */
+    proxy_err = 0;
+    proxy_handled = false;
+    assert_int_equal(ss_handle_request(s), 0);
+    expect_true(proxy_err == -ECONNRESET, "handle_error(%d: %s)", proxy_err,
+                ss_strerror(proxy_err));
+    assert_false(proxy_handled);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1696,6 +1759,8 @@ int main(void)
         TEST(test_accept_pause_and_resume_are_logged),
         TEST(test_sendall_to_a_client_that_does_not_read_times_out),
         TEST(test_async_run_once_from_its_own_handler_is_ebusy),
+        TEST(test_prefork_async_after_the_parent_drove_the_server),
+        TEST(test_reset_inside_a_proxy_header),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
