@@ -1719,6 +1719,122 @@ static void test_reset_inside_a_proxy_header(void **state)
     ss_server_free(s);
 }
 
+/* ---- a stack overflow, where the application handles SIGSEGV itself --------------- */
+
+static int recurse(int depth, volatile char *sink)
+{
+    volatile char frame[1024];
+
+    frame[0] = (char)depth;
+    frame[sizeof frame - 1] = sink[0];
+    return depth == 0 ? frame[0] : recurse(depth - 1, frame) + 1;
+}
+
+static int overflowing_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    volatile char seed[1] = {0};
+
+    (void)r, (void)c, (void)s;
+    return recurse(1 << 20, seed);
+}
+
+static void application_segv(int sig, siginfo_t *info, void *uc)
+{
+    static const char line[] = "the application's handler ran\n";
+
+    (void)sig, (void)info, (void)uc;
+    (void)!write(STDERR_FILENO, line, sizeof line - 1);
+    _exit(42);
+}
+
+/* In the child: the application's own alternate stack and SIGSEGV
+ * handler, then a server whose handler overflows its coroutine stack. */
+static void overflow_with_a_handler_of_its_own(int out)
+{
+    ss_handler h = {.handle = overflowing_handle};
+    ss_async_options ao = {.stack_size = 32 * 1024};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    struct sigaction sa;
+    char a[SS_ADDRESS_STRLEN];
+    stack_t st = {.ss_size = 1 << 20};
+
+    st.ss_sp = malloc(st.ss_size);
+    if (!st.ss_sp || sigaltstack(&st, NULL) < 0)
+        _exit(2);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = application_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, NULL) < 0 || sigaction(SIGBUS, &sa, NULL) < 0)
+        _exit(3);
+    if (!s || ss_server_use_async(s, &ao) < 0)
+        _exit(4);
+    ss_address_format(ss_server_address(s), a, sizeof a);
+    if (write(out, a, strlen(a) + 1) < 0)
+        _exit(5);
+    ss_serve_forever(s, 0.5);
+    _exit(6);
+}
+
+static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **state)
+{
+    int addr_pipe[2], err_pipe[2], status = 0, fd;
+    char address[SS_ADDRESS_STRLEN] = {0}, text[8192] = {0};
+    double end = now() + 6 * WAIT_LIMIT;
+    size_t got = 0;
+    ss_address a;
+    pid_t pid;
+    ssize_t n;
+
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    skip();     /* the sanitizers own SIGSEGV; test_async covers them */
+#endif
+    assert_int_equal(pipe2(addr_pipe, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(err_pipe, O_CLOEXEC), 0);
+    fflush(stdout);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err_pipe[1], STDERR_FILENO);
+        overflow_with_a_handler_of_its_own(addr_pipe[1]);
+    }
+    close(addr_pipe[1]);
+    close(err_pipe[1]);
+    n = read(addr_pipe[0], address, sizeof address - 1);
+    expect_true(n > 0, "the child did not start its server");
+    assert_int_equal(ss_address_parse(&a, address), 0);
+    fd = client_connect(&a);
+    expect_true(fd >= 0, "connect to the child");
+    while (got < sizeof text - 1 && now() < end) {
+        struct pollfd p = {.fd = err_pipe[0], .events = POLLIN};
+
+        if (poll(&p, 1, 100) > 0) {
+            n = read(err_pipe[0], text + got, sizeof text - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+    }
+    while (waitpid(pid, &status, WNOHANG) == 0 && now() < end)
+        sleep_ms(10);
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the child survived its overflow; it wrote:\n%s", text);
+    }
+    /* the library's line first, then the handler that was there before */
+    expect_true(strstr(text, "stack overflow in the handler of the request "
+                             "from 127.0.0.1:") != NULL &&
+                strstr(text, "the application's handler ran") >
+                strstr(text, "stack overflow"), "stderr:\n%s", text);
+    expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+                "status 0x%x", status);
+    close(fd);
+    close(addr_pipe[0]);
+    close(err_pipe[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1761,6 +1877,7 @@ int main(void)
         TEST(test_async_run_once_from_its_own_handler_is_ebusy),
         TEST(test_prefork_async_after_the_parent_drove_the_server),
         TEST(test_reset_inside_a_proxy_header),
+        TEST(test_an_overflow_goes_on_to_the_applications_segv_handler),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
