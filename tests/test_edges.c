@@ -527,7 +527,8 @@ static bool logged_contains(void *what)
 static void test_unexpected_get_request_error_is_logged_and_serving_goes_on(void **state)
 {
     ss_handler h = {.handle = echo_line_handle};
-    ss_server_options o = {.log = log_line};
+    /* with a limit: a failed accept gives its place back */
+    ss_server_options o = {.log = log_line, .max_connections = 1};
     bool async_mode;
 
     (void)state;
@@ -1835,6 +1836,68 @@ static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **sta
     close(err_pipe[0]);
 }
 
+/* ---- server_bind and server_activate overridden, as in Python ----------------- */
+
+static char bind_trace[128];
+
+static int traced_bind(ss_server *s)
+{
+    strcat(bind_trace, "bind ");
+    return ss_server_base_ops(s)->server_bind(s);
+}
+
+static int traced_activate(ss_server *s)
+{
+    strcat(bind_trace, "activate");
+    return ss_server_base_ops(s)->server_activate(s);
+}
+
+static void test_overridden_bind_and_activate_with_a_default_poll_interval(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.defer_bind = true};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    bind_trace[0] = '\0';
+    assert_int_equal(ss_server_override(s, &(ss_server_ops){
+        .server_bind = traced_bind, .server_activate = traced_activate}), 0);
+    assert_int_equal(ss_server_bind(s), 0);
+    assert_int_equal(ss_server_activate(s), 0);
+    assert_string_equal(bind_trace, "bind activate");
+    assert_int_not_equal(ss_address_port(ss_server_address(s)), 0);
+    /* poll_interval 0: the default */
+    serve_in_thread(&sv, s, 0);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+static void test_active_handlers_of_every_model_at_rest(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    int mode;
+
+    (void)state;
+    for (mode = 0; mode < 5; mode++) {
+        ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+
+        assert_non_null(s);
+        if (mode == 1)
+            assert_int_equal(ss_server_use_threading(s), 0);
+        if (mode == 2)
+            assert_int_equal(ss_server_use_forking(s), 0);
+        if (mode == 3)
+            assert_int_equal(ss_server_use_thread_pool(s, 2, 2), 0);
+        if (mode == 4)
+            assert_int_equal(ss_server_use_async(s, NULL), 0);
+        assert_int_equal(ss_server_active_handlers(s), 0);
+        ss_server_free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1878,6 +1941,8 @@ int main(void)
         TEST(test_prefork_async_after_the_parent_drove_the_server),
         TEST(test_reset_inside_a_proxy_header),
         TEST(test_an_overflow_goes_on_to_the_applications_segv_handler),
+        TEST(test_overridden_bind_and_activate_with_a_default_poll_interval),
+        TEST(test_active_handlers_of_every_model_at_rest),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
