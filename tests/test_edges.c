@@ -1898,6 +1898,76 @@ static void test_active_handlers_of_every_model_at_rest(void **state)
     }
 }
 
+/* ---- signals that interrupt a handler's blocking I/O ---------------------------- */
+
+static void nothing_on_signal(int sig)
+{
+    (void)sig;
+}
+
+static atomic_bool in_recv;
+static pthread_t recv_thread;
+static ssize_t interrupted_recv;
+static char interrupted_buf[16];
+
+static int interrupted_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)c, (void)s;
+    recv_thread = pthread_self();
+    atomic_store(&in_recv, true);
+    interrupted_recv = ss_recv(r, interrupted_buf, sizeof interrupted_buf - 1);
+    atomic_store(&in_recv, false);
+    return 0;
+}
+
+static bool receiving(void *arg)
+{
+    (void)arg;
+    return atomic_load(&in_recv);
+}
+
+/* A signal without SA_RESTART interrupts the handler's receive (with and
+ * without a handler timeout): the library goes on waiting, the timeout
+ * keeps counting from the start, and the data that comes is returned. */
+static void test_eintr_in_a_handlers_receive_is_retried(void **state)
+{
+    struct sigaction sa, old;
+    int mode;
+
+    (void)state;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = nothing_on_signal;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    for (mode = 0; mode < 2; mode++) {
+        ss_handler h = {.handle = interrupted_handle,
+                        .timeout = mode ? 10 * WAIT_LIMIT : 0};
+        ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, NULL);
+        int fd, i;
+
+        assert_non_null(s);
+        atomic_store(&in_recv, false);
+        interrupted_recv = 0;
+        memset(interrupted_buf, 0, sizeof interrupted_buf);
+        fd = client_connect(ss_server_address(s));
+        assert_true(fd >= 0);
+        assert_int_equal(ss_handle_request(s), 0);
+        assert_true(wait_for(receiving, NULL, WAIT_LIMIT));
+        for (i = 0; i < 20; i++) {
+            pthread_kill(recv_thread, SIGUSR1);
+            sleep_ms(2);
+        }
+        assert_true(atomic_load(&in_recv));
+        assert_int_equal(send_all_fd(fd, "late", 4), 0);
+        ss_server_close(s);     /* waits for the handler */
+        assert_int_equal(interrupted_recv, 4);
+        assert_string_equal(interrupted_buf, "late");
+        close(fd);
+        ss_server_free(s);
+    }
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1943,6 +2013,7 @@ int main(void)
         TEST(test_an_overflow_goes_on_to_the_applications_segv_handler),
         TEST(test_overridden_bind_and_activate_with_a_default_poll_interval),
         TEST(test_active_handlers_of_every_model_at_rest),
+        TEST(test_eintr_in_a_handlers_receive_is_retried),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
