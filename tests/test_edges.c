@@ -382,6 +382,7 @@ typedef struct checks {
     int write_null, sendall_null, printf_null, sleep_negative, sleep_nan;
     int wait_fd_bad, wait_fd_events, wait_readable_buffered;
     int printf_long;
+    bool zero_ok;
     const void *packet;
     size_t packet_len;
     void *state;
@@ -409,6 +410,9 @@ static int checking_handle(ss_request *r, const ss_address *c, ss_server *s)
 {
     char buf[8];
 
+    seen.zero_ok = ss_sendall(r, NULL, 0) == 0 && ss_write(r, NULL, 0) == 0 &&
+                   ss_recv(r, NULL, 0) == 0 && ss_read(r, NULL, 0) == 0 &&
+                   ss_request_packet(r, NULL) == NULL;
     seen.readline_short = ss_readline(r, buf, 1);
     seen.readline_null = ss_readline(r, NULL, sizeof buf);
     seen.recv_null = ss_recv(r, NULL, 3);
@@ -454,6 +458,7 @@ static void test_request_calls_refuse_bad_arguments(void **state)
     assert_true(fd >= 0);
     assert_int_equal(send_all_fd(fd, "checks\n", 7), 0);
     assert_int_equal(ss_handle_request(s), 0);
+    assert_true(seen.zero_ok);
     assert_int_equal(seen.readline_short, -EINVAL);
     assert_int_equal(seen.readline_null, -EINVAL);
     assert_int_equal(seen.recv_null, -EINVAL);
@@ -773,6 +778,7 @@ static void test_shutdown_signals_in_children_and_a_second_signal(void **state)
     expect_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
                 "status 0x%x", status);
     assert_int_equal(ss_server_shutdown_on_signals(NULL), 0);
+    assert_int_equal(ss_server_shutdown_on_signals(NULL), 0);  /* nothing left */
     /* The process that installed them: the first signal stops serving,
      * the second ends the process. (A process that dies of a signal writes
      * no coverage counts: what only these children run shows as missed.) */
@@ -809,6 +815,14 @@ static void test_inherited_descriptors_that_are_not_sockets_or_do_not_fit(void *
     char what[64];
 
     (void)state;
+    assert_null(ss_tcp_server_new("fd:99999999999", &(ss_handler){
+        .handle = echo_line_handle}, NULL));
+    expect_true(strstr(ss_last_error(), "'99999999999' is not a descriptor "
+                       "number"), "%s", ss_last_error());
+    assert_null(ss_tcp_server_new("fd:3x", &(ss_handler){
+        .handle = echo_line_handle}, NULL));
+    expect_true(strstr(ss_last_error(), "'3x' is not a descriptor number"),
+                "%s", ss_last_error());
     expect_fd_refused(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
                       ss_tcp_server_new, "a directory");
     expect_fd_refused(open("/dev/null", O_RDONLY | O_CLOEXEC),
@@ -877,6 +891,8 @@ static void test_bad_systemd_variables_are_named(void **state)
         {"pid", "1", "systemd: LISTEN_PID 'pid' is not a process id", -1},
         {"", "1", "systemd: LISTEN_PID '' is not a process id", -1},
         {"-5", "1", "systemd: LISTEN_PID '-5' is not a process id", -1},
+        {"99999999999999999999999", "1", "is not a process id", -1},
+        {NULL, "99999999999999999999999", "is not a number of sockets", -1},
     };
     size_t i;
 
@@ -1117,7 +1133,8 @@ typedef struct dg_seen {
     const void *packet;
     size_t len;
     int readable_before, readable_after, flushed;
-    ssize_t recv_after;
+    ssize_t recv_after, readline_after, read_after;
+    const void *packet_again;
     char got[64];
 } dg_seen;
 
@@ -1135,6 +1152,9 @@ static int dgram_edges_handle(ss_request *r, const ss_address *c, ss_server *s)
         return -EIO;
     dg.readable_after = ss_wait_readable(r, WAIT_LIMIT);   /* never waits */
     dg.recv_after = ss_recv(r, chunk, sizeof chunk);
+    dg.readline_after = ss_readline(r, chunk, sizeof chunk);
+    dg.read_after = ss_read(r, chunk, 10);
+    dg.packet_again = ss_request_packet(r, NULL);
     dg.flushed = ss_flush(r);
     /* A reply written in pieces, longer than the first buffer. */
     memset(chunk, 'r', sizeof chunk);
@@ -1167,6 +1187,9 @@ static void test_datagram_request_reads_its_packet_and_replies_in_pieces(void **
     assert_string_equal(dg.got, "packet");
     assert_int_equal(dg.readable_after, 0);
     assert_int_equal(dg.recv_after, 0);
+    assert_int_equal(dg.readline_after, 0);
+    assert_int_equal(dg.read_after, 0);
+    assert_ptr_equal(dg.packet_again, dg.packet);
     assert_int_equal(dg.flushed, 0);
     assert_int_equal(recv(fd, reply, sizeof reply, 0), 1000);
     close(fd);
@@ -1252,7 +1275,7 @@ static void test_prefork_worker_that_exits_is_named_and_restarted(void **state)
     assert_non_null(s);
     assert_int_equal(ss_server_use_prefork(s, 1), 0);
     logged[0] = '\0';
-    serve_in_thread(&sv, s, 0.05);
+    serve_in_thread(&sv, s, 0);     /* the default poll interval */
     fd = client_connect(ss_server_address(s));
     assert_true(fd >= 0);
     assert_int_equal(send_all_fd(fd, "exit\n", 5), 0);
@@ -1890,7 +1913,7 @@ static void test_active_handlers_of_every_model_at_rest(void **state)
         if (mode == 2)
             assert_int_equal(ss_server_use_forking(s), 0);
         if (mode == 3)
-            assert_int_equal(ss_server_use_thread_pool(s, 2, 2), 0);
+            assert_int_equal(ss_server_use_thread_pool(s, 2, 0), 0);
         if (mode == 4)
             assert_int_equal(ss_server_use_async(s, NULL), 0);
         assert_int_equal(ss_server_active_handlers(s), 0);
@@ -1968,6 +1991,56 @@ static void test_eintr_in_a_handlers_receive_is_retried(void **state)
     assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
 }
 
+/* ---- buffered writes ---------------------------------------------------------- */
+
+static int buffered_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)c, (void)s;
+    if (ss_write(r, "ab", 2) != 2 ||           /* buffered */
+        ss_write(r, "0123456789", 10) != 10 ||  /* too big: after "ab" */
+        ss_write(r, "cdefgh", 6) != 6 ||        /* buffered */
+        ss_write(r, "ij", 2) != 2 ||            /* fills the buffer: out */
+        ss_write(r, "k\n", 2) != 2)             /* sent after finish */
+        return -EIO;
+    return 0;
+}
+
+static void test_buffered_writes_keep_their_order(void **state)
+{
+    ss_handler h = {.handle = buffered_handle, .wbufsize = 8,
+                    .disable_nagle_algorithm = true};
+    ss_server *s = ss_unix_stream_server_new(temp_path("wbuf"), &h, NULL);
+    char buf[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);     /* TCP_NODELAY is for TCP only: ignored here */
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(recv_line(fd, buf, sizeof buf), 22);
+    assert_string_equal(buf, "ab0123456789cdefghijk\n");
+    close(fd);
+    ss_server_free(s);
+}
+
+/* max_connections counts stream requests: datagrams are not limited. */
+static void test_max_connections_does_not_limit_datagrams(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.max_connections = 1};
+    ss_server *s = ss_threading_udp_server_new("127.0.0.1:0", &h, &o);
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    serve_in_thread(&sv, s, 0.05);
+    dgram_examine(ss_server_address(s));
+    dgram_examine(ss_server_address(s));
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2014,6 +2087,8 @@ int main(void)
         TEST(test_overridden_bind_and_activate_with_a_default_poll_interval),
         TEST(test_active_handlers_of_every_model_at_rest),
         TEST(test_eintr_in_a_handlers_receive_is_retried),
+        TEST(test_buffered_writes_keep_their_order),
+        TEST(test_max_connections_does_not_limit_datagrams),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
