@@ -1291,11 +1291,20 @@ static void test_prefork_worker_that_exits_is_named_and_restarted(void **state)
 
 static atomic_int sleep_rc, sleepers;
 
+static atomic_int sleep_again_rc;
+
+/* Short sleeps until one is cut short, then one more. */
 static int sleeping_handle(ss_request *r, const ss_address *c, ss_server *s)
 {
+    int rc;
+
     (void)c, (void)s;
     atomic_fetch_add(&sleepers, 1);
-    atomic_store(&sleep_rc, ss_sleep(r, 10 * WAIT_LIMIT));
+    while ((rc = ss_sleep(r, 0.05)) == 0)
+        ;
+    atomic_store(&sleep_rc, rc);
+    /* the drain is over: any later wait ends at once */
+    atomic_store(&sleep_again_rc, ss_sleep(r, 10 * WAIT_LIMIT));
     return 0;
 }
 
@@ -1305,8 +1314,8 @@ static bool someone_sleeps(void *arg)
     return atomic_load(&sleepers) > 0;
 }
 
-/* A close drains an async datagram request: its long sleep ends at
- * close_timeout, with -ESHUTDOWN. */
+/* A close drains an async datagram request: its sleeps end at
+ * close_timeout, with -ESHUTDOWN, and so does any wait after that. */
 static void test_async_datagram_sleep_cut_short_by_close(void **state)
 {
     ss_handler h = {.handle = sleeping_handle};
@@ -1331,6 +1340,7 @@ static void test_async_datagram_sleep_cut_short_by_close(void **state)
     stop_serving(&sv);
     ss_server_close(s);
     assert_int_equal(atomic_load(&sleep_rc), -ESHUTDOWN);
+    assert_int_equal(atomic_load(&sleep_again_rc), -ESHUTDOWN);
     close(fd);
     ss_server_free(s);
 }
@@ -2041,6 +2051,90 @@ static void test_max_connections_does_not_limit_datagrams(void **state)
     ss_server_free(s);
 }
 
+/* ---- async: a reset, and waits on the request's own connection ------------------ */
+
+static atomic_bool reset_done;
+
+static int async_reset_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    int rc = reset_handle(r, c, s);
+
+    atomic_store(&reset_done, true);
+    return rc;
+}
+
+static bool reset_seen(void *arg)
+{
+    (void)arg;
+    return atomic_load(&reset_done);
+}
+
+static void test_a_reset_connection_async(void **state)
+{
+    ss_handler h = {.handle = async_reset_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    struct linger lg = {1, 0};
+    served sv;
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    atomic_store(&reset_done, false);
+    reset_recv = 1;
+    reset_wait = 1;
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(fd);      /* RST */
+    serve_in_thread(&sv, s, 0.05);
+    assert_true(wait_for(reset_seen, NULL, WAIT_LIMIT));
+    stop_serving(&sv);
+    assert_int_equal(reset_wait, 0);
+    expect_true(reset_recv == -ECONNRESET, "recv: %zd (%s)", reset_recv,
+                ss_strerror((int)reset_recv));
+    ss_server_free(s);
+}
+
+static int own_wait_in_verify;
+
+static bool waiting_verify(ss_server *s, ss_request *r, const ss_address *c)
+{
+    (void)s, (void)c;
+    /* on the loop's own stack: nothing can yield, the thread polls */
+    own_wait_in_verify = ss_wait_fd(r, ss_request_fd(r), POLLIN, WAIT_LIMIT);
+    return true;
+}
+
+static int own_wait_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    int fd = ss_request_fd(r);
+
+    /* no limit, one direction: the connection's own registration */
+    if (ss_wait_fd(r, fd, POLLOUT, -1) != 1 ||
+        ss_wait_fd(r, fd, POLLIN, -1) != 1)
+        return -EIO;
+    return echo_line_handle(r, c, s);
+}
+
+static void test_async_waits_on_the_requests_own_connection(void **state)
+{
+    ss_handler h = {.handle = own_wait_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    ss_server_override(s, &(ss_server_ops){.verify_request = waiting_verify});
+    own_wait_in_verify = 0;
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);
+    assert_int_equal(own_wait_in_verify, 1);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2089,6 +2183,8 @@ int main(void)
         TEST(test_eintr_in_a_handlers_receive_is_retried),
         TEST(test_buffered_writes_keep_their_order),
         TEST(test_max_connections_does_not_limit_datagrams),
+        TEST(test_a_reset_connection_async),
+        TEST(test_async_waits_on_the_requests_own_connection),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
