@@ -2135,6 +2135,133 @@ static void test_async_waits_on_the_requests_own_connection(void **state)
     ss_server_free(s);
 }
 
+/* ---- handle_error's default text for unusual failures ------------------------------ */
+
+static int returns_seven(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    return 7;
+}
+
+static void test_a_positive_handler_result_is_reported_as_returned(void **state)
+{
+    ss_handler h = {.handle = returns_seven};
+    ss_server_options o = {.log = log_line};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    logged[0] = '\0';
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    expect_true(logged_contains("\nhandle: returned 7\n"), "log: %s", logged);
+    close(fd);
+    ss_server_free(s);
+}
+
+/* A datagram reply to a Unix client that has gone: the handler succeeded,
+ * the reply is an error of its own, reported as "sendto". */
+static void test_a_datagram_reply_that_cannot_be_sent_is_reported(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.log = log_line};
+    ss_server *s = ss_unix_datagram_server_new(temp_path("gone"), &h, &o);
+    const ss_address *a;
+    char path[108];
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    a = ss_server_address(s);
+    logged[0] = '\0';
+    fd = client_dgram(a, path, sizeof path);
+    assert_true(fd >= 0);
+    assert_int_equal(sendto(fd, "hi\n", 3, 0,
+                            (const struct sockaddr *)&a->storage, a->len), 3);
+    close(fd);
+    unlink(path);   /* the client and its name are gone */
+    assert_int_equal(ss_handle_request(s), 0);
+    expect_true(logged_contains("\nsendto: "), "log: %s", logged);
+    ss_server_free(s);
+}
+
+/* ---- waits cut short by close ------------------------------------------------------ */
+
+static atomic_int cut_rc;
+static atomic_bool cut_waiting;
+
+static int waits_for_the_gate(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)c, (void)s;
+    atomic_store(&cut_waiting, true);
+    atomic_store(&cut_rc, ss_wait_fd(r, gate[0], POLLIN, -1));
+    return 0;
+}
+
+static bool cut_is_waiting(void *arg)
+{
+    (void)arg;
+    return atomic_load(&cut_waiting);
+}
+
+/* A threading handler waiting, with no limit, on a descriptor of its own:
+ * close_timeout passes, close shuts its connection down, and the wait
+ * returns -ESHUTDOWN. */
+static void test_close_cuts_short_a_wait_on_another_descriptor(void **state)
+{
+    ss_handler h = {.handle = waits_for_the_gate};
+    ss_server_options o = {.close_timeout = 0.1};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    atomic_store(&cut_waiting, false);
+    atomic_store(&cut_rc, 1);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_true(wait_for(cut_is_waiting, NULL, WAIT_LIMIT));
+    ss_server_close(s);
+    assert_int_equal(atomic_load(&cut_rc), -ESHUTDOWN);
+    close(fd);
+    ss_server_free(s);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+/* A handler timeout below the kernel's resolution is still a timeout. */
+static atomic_long tiny_rc;
+
+static int tiny_timeout_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char buf[8];
+
+    (void)c, (void)s;
+    atomic_store(&tiny_rc, (long)ss_recv(r, buf, sizeof buf));
+    return 0;
+}
+
+static void test_a_sub_microsecond_handler_timeout(void **state)
+{
+    ss_handler h = {.handle = tiny_timeout_handle, .timeout = 1e-9};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    atomic_store(&tiny_rc, 1);
+    assert_int_equal(ss_handle_request(s), 0);
+    assert_int_equal(atomic_load(&tiny_rc), -ETIMEDOUT);
+    close(fd);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2185,6 +2312,10 @@ int main(void)
         TEST(test_max_connections_does_not_limit_datagrams),
         TEST(test_a_reset_connection_async),
         TEST(test_async_waits_on_the_requests_own_connection),
+        TEST(test_a_positive_handler_result_is_reported_as_returned),
+        TEST(test_a_datagram_reply_that_cannot_be_sent_is_reported),
+        TEST(test_close_cuts_short_a_wait_on_another_descriptor),
+        TEST(test_a_sub_microsecond_handler_timeout),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
