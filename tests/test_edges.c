@@ -1781,11 +1781,30 @@ static void application_segv(int sig, siginfo_t *info, void *uc)
     _exit(42);
 }
 
+/* The same, installed without SA_SIGINFO. */
+static void application_plain_segv(int sig)
+{
+    static const char line[] = "the application's plain handler ran\n";
+
+    (void)sig;
+    (void)!write(STDERR_FILENO, line, sizeof line - 1);
+    _exit(43);
+}
+
+static int null_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    (void)r, (void)c, (void)s;
+    *(volatile int *)(uintptr_t)0 = 1;      /* a fault, not an overflow */
+    return 0;
+}
+
+static bool plain_fault;    /* the child: a NULL write, a plain handler */
+
 /* In the child: the application's own alternate stack and SIGSEGV
  * handler, then a server whose handler overflows its coroutine stack. */
 static void overflow_with_a_handler_of_its_own(int out)
 {
-    ss_handler h = {.handle = overflowing_handle};
+    ss_handler h = {.handle = plain_fault ? null_handle : overflowing_handle};
     ss_async_options ao = {.stack_size = 32 * 1024};
     ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
     struct sigaction sa;
@@ -1796,8 +1815,13 @@ static void overflow_with_a_handler_of_its_own(int out)
     if (!st.ss_sp || sigaltstack(&st, NULL) < 0)
         _exit(2);
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = application_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    if (plain_fault) {
+        sa.sa_handler = application_plain_segv;
+        sa.sa_flags = SA_ONSTACK;
+    } else {
+        sa.sa_sigaction = application_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    }
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, NULL) < 0 || sigaction(SIGBUS, &sa, NULL) < 0)
         _exit(3);
@@ -1810,20 +1834,18 @@ static void overflow_with_a_handler_of_its_own(int out)
     _exit(6);
 }
 
-static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **state)
+/* Run the child; its stderr into text; its wait status. */
+static int run_fault_child(char *text, size_t size)
 {
     int addr_pipe[2], err_pipe[2], status = 0, fd;
-    char address[SS_ADDRESS_STRLEN] = {0}, text[8192] = {0};
+    char address[SS_ADDRESS_STRLEN] = {0};
     double end = now() + 6 * WAIT_LIMIT;
     size_t got = 0;
     ss_address a;
     pid_t pid;
     ssize_t n;
 
-    (void)state;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    skip();     /* the sanitizers own SIGSEGV; test_async covers them */
-#endif
+    memset(text, 0, size);
     assert_int_equal(pipe2(addr_pipe, O_CLOEXEC), 0);
     assert_int_equal(pipe2(err_pipe, O_CLOEXEC), 0);
     fflush(stdout);
@@ -1840,11 +1862,11 @@ static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **sta
     assert_int_equal(ss_address_parse(&a, address), 0);
     fd = client_connect(&a);
     expect_true(fd >= 0, "connect to the child");
-    while (got < sizeof text - 1 && now() < end) {
+    while (got < size - 1 && now() < end) {
         struct pollfd p = {.fd = err_pipe[0], .events = POLLIN};
 
         if (poll(&p, 1, 100) > 0) {
-            n = read(err_pipe[0], text + got, sizeof text - 1 - got);
+            n = read(err_pipe[0], text + got, size - 1 - got);
             if (n <= 0)
                 break;
             got += (size_t)n;
@@ -1855,8 +1877,25 @@ static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **sta
     if (waitpid(pid, &status, WNOHANG) == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        fail_msg("the child survived its overflow; it wrote:\n%s", text);
+        fail_msg("the child survived its fault; it wrote:\n%s", text);
     }
+    close(fd);
+    close(addr_pipe[0]);
+    close(err_pipe[0]);
+    return status;
+}
+
+static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **state)
+{
+    char text[8192];
+    int status;
+
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    skip();     /* the sanitizers own SIGSEGV; test_async covers them */
+#endif
+    plain_fault = false;
+    status = run_fault_child(text, sizeof text);
     /* the library's line first, then the handler that was there before */
     expect_true(strstr(text, "stack overflow in the handler of the request "
                              "from 127.0.0.1:") != NULL &&
@@ -1864,9 +1903,27 @@ static void test_an_overflow_goes_on_to_the_applications_segv_handler(void **sta
                 strstr(text, "stack overflow"), "stderr:\n%s", text);
     expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 42,
                 "status 0x%x", status);
-    close(fd);
-    close(addr_pipe[0]);
-    close(err_pipe[0]);
+}
+
+/* A fault that is not a coroutine's overflow: no line of the library's,
+ * straight to the handler that was there before (one without SA_SIGINFO
+ * here). */
+static void test_a_fault_that_is_not_an_overflow_is_passed_on(void **state)
+{
+    char text[8192];
+    int status;
+
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    skip();     /* the sanitizers own SIGSEGV */
+#endif
+    plain_fault = true;
+    status = run_fault_child(text, sizeof text);
+    expect_true(strstr(text, "stack overflow") == NULL &&
+                strstr(text, "the application's plain handler ran") != NULL,
+                "stderr:\n%s", text);
+    expect_true(WIFEXITED(status) && WEXITSTATUS(status) == 43,
+                "status 0x%x", status);
 }
 
 /* ---- server_bind and server_activate overridden, as in Python ----------------- */
@@ -2305,6 +2362,7 @@ int main(void)
         TEST(test_prefork_async_after_the_parent_drove_the_server),
         TEST(test_reset_inside_a_proxy_header),
         TEST(test_an_overflow_goes_on_to_the_applications_segv_handler),
+        TEST(test_a_fault_that_is_not_an_overflow_is_passed_on),
         TEST(test_overridden_bind_and_activate_with_a_default_poll_interval),
         TEST(test_active_handlers_of_every_model_at_rest),
         TEST(test_eintr_in_a_handlers_receive_is_retried),
