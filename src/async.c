@@ -701,8 +701,10 @@ static void async_destroy(ss_server *s)
         stop_threads(a);
         settle(a);
     }
-    loops_free(a, a->loops ? a->opt.loops : 0);
+    /* The blocking threads first: one that has just posted a call's end
+     * may still be signalling the loop it posted to. */
     ss__blocking_free(a->blocking);
+    loops_free(a, a->loops ? a->opt.loops : 0);
     pthread_cond_destroy(&a->changed);
     pthread_mutex_destroy(&a->lock);
     free(a);
