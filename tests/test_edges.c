@@ -2319,6 +2319,125 @@ static void test_a_sub_microsecond_handler_timeout(void **state)
     ss_server_free(s);
 }
 
+/* ---- async: more blocking calls than blocking threads; many deadlines --------- */
+
+static atomic_int blocking_calls;
+
+static int read_gate(void *arg)
+{
+    char x = 0;
+
+    (void)arg;
+    while (read(gate[0], &x, 1) < 0 && errno == EINTR)
+        ;
+    return x;
+}
+
+static int blocking_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[16];
+    int rc;
+
+    (void)c, (void)s;
+    if (ss_readline(r, line, sizeof line) <= 0)
+        return -EIO;
+    atomic_fetch_add(&blocking_calls, 1);
+    rc = ss_run_blocking(r, read_gate, NULL);
+    return ss_printf(r, "%d\n", rc) < 0 ? -EIO : 0;
+}
+
+static bool two_blocking_calls(void *arg)
+{
+    (void)arg;
+    return atomic_load(&blocking_calls) >= 2;
+}
+
+/* One blocking thread, two calls: the second waits for the thread, and
+ * each gets its own result. */
+static void test_async_blocking_calls_queue_for_the_thread(void **state)
+{
+    ss_handler h = {.handle = blocking_handle};
+    ss_async_options ao = {.blocking_threads = 1};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[2][16];
+    served sv;
+    int fd[2], i;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(ss_server_use_async(s, &ao), 0);
+    atomic_store(&blocking_calls, 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 2; i++) {
+        fd[i] = client_connect(ss_server_address(s));
+        assert_true(fd[i] >= 0);
+        assert_int_equal(send_all_fd(fd[i], "go\n", 3), 0);
+    }
+    assert_true(wait_for(two_blocking_calls, NULL, WAIT_LIMIT));
+    assert_int_equal(write(gate[1], "xy", 2), 2);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(recv_line(fd[i], buf[i], sizeof buf[i]), 4);
+    expect_true((strcmp(buf[0], "120\n") == 0 && strcmp(buf[1], "121\n") == 0) ||
+                (strcmp(buf[0], "121\n") == 0 && strcmp(buf[1], "120\n") == 0),
+                "replies '%s' and '%s'", buf[0], buf[1]);
+    for (i = 0; i < 2; i++)
+        close(fd[i]);
+    stop_serving(&sv);
+    ss_server_free(s);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+/* More waits with deadlines than the loop's first timer heap holds. */
+#define MANY 80
+
+static atomic_int waiting_many;
+
+static int many_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    /* later connections wait shorter: each deadline sifts up */
+    double limit = (double)(10 * MANY - atomic_fetch_add(&waiting_many, 1)) *
+                   WAIT_LIMIT;
+
+    if (ss_wait_readable(r, limit) != 1)
+        return -EIO;
+    return echo_line_handle(r, c, s);
+}
+
+static bool all_waiting(void *arg)
+{
+    (void)arg;
+    return atomic_load(&waiting_many) >= MANY;
+}
+
+static void test_async_many_deadlines_at_once(void **state)
+{
+    ss_handler h = {.handle = many_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    served sv;
+    char buf[32];
+    int fd[MANY], i;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    atomic_store(&waiting_many, 0);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < MANY; i++) {
+        fd[i] = client_connect(ss_server_address(s));
+        assert_true(fd[i] >= 0);
+    }
+    assert_true(wait_for(all_waiting, NULL, WAIT_LIMIT));
+    for (i = 0; i < MANY; i++) {
+        assert_int_equal(send_all_fd(fd[i], "many\n", 5), 0);
+        assert_int_equal(recv_line(fd[i], buf, sizeof buf), 5);
+        close(fd[i]);
+    }
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2374,6 +2493,8 @@ int main(void)
         TEST(test_a_datagram_reply_that_cannot_be_sent_is_reported),
         TEST(test_close_cuts_short_a_wait_on_another_descriptor),
         TEST(test_a_sub_microsecond_handler_timeout),
+        TEST(test_async_blocking_calls_queue_for_the_thread),
+        TEST(test_async_many_deadlines_at_once),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
