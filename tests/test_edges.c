@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <linux/netlink.h>
 #include <sys/wait.h>
@@ -2438,6 +2439,70 @@ static void test_async_many_deadlines_at_once(void **state)
     ss_server_free(s);
 }
 
+/* ---- a prefork Unix server: the workers leave the socket file alone ------------- */
+
+static void test_prefork_unix_workers_leave_the_socket_file(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    const char *path = temp_path("prefork");
+    ss_server *s = ss_unix_stream_server_new(path, &h, NULL);
+    struct stat st;
+    served sv;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_prefork(s, 2), 0);
+    serve_in_thread(&sv, s, 0.05);
+    stream_examine(ss_server_address(s));
+    stop_serving(&sv);      /* the workers have closed and exited */
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    ss_server_close(s);     /* the parent's close removes it */
+    assert_int_equal(lstat(path, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    ss_server_free(s);
+}
+
+/* ---- async driven by another event loop, with a deadline pending ---------------- */
+
+static int napping_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    if (ss_sleep(r, 0.05) != 0)
+        return -EIO;
+    return echo_line_handle(r, c, s);
+}
+
+static void test_async_loop_fd_shows_deadlines(void **state)
+{
+    ss_handler h = {.handle = napping_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    double end = now() + WAIT_LIMIT;
+    int lfd, fd, n = -1;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    lfd = ss_server_loop_fd(s);
+    assert_true(lfd >= 0);
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "nap\n", 4), 0);
+    /* poll only the loop's descriptor, as another event loop would: the
+     * handler's sleep must wake it when it ends */
+    while (now() < end) {
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+
+        if (poll(&p, 1, (int)(WAIT_LIMIT * 1000)) > 0)
+            assert_true(ss_server_run_once(s, 0) >= 0);
+        if ((n = (int)recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0)
+            break;
+    }
+    assert_int_equal(n, 4);
+    close(fd);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2495,6 +2560,8 @@ int main(void)
         TEST(test_a_sub_microsecond_handler_timeout),
         TEST(test_async_blocking_calls_queue_for_the_thread),
         TEST(test_async_many_deadlines_at_once),
+        TEST(test_prefork_unix_workers_leave_the_socket_file),
+        TEST(test_async_loop_fd_shows_deadlines),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
