@@ -2503,6 +2503,88 @@ static void test_async_loop_fd_shows_deadlines(void **state)
     ss_server_free(s);
 }
 
+/* ---- async broadcast from outside the loops, to a receiver busy sending -------- */
+
+static atomic_int bc_flooding, bc_waiting, bc_flood_rc;
+
+static int broadcast_target_handle(ss_request *r, const ss_address *c,
+                                   ss_server *s)
+{
+    char line[32];
+
+    (void)c, (void)s;
+    if (ss_readline(r, line, sizeof line) <= 0)
+        return -EIO;
+    if (strcmp(line, "flood\n") == 0) {
+        size_t len = 64u << 20;
+        char *big = calloc(1, len);
+
+        if (!big)
+            return -ENOMEM;
+        atomic_store(&bc_flooding, 1);
+        /* the client never reads: this send holds the connection */
+        atomic_store(&bc_flood_rc, ss_sendall(r, big, len));
+        free(big);
+        return 0;
+    }
+    atomic_fetch_add(&bc_waiting, 1);
+    (void)ss_wait_readable(r, 10 * WAIT_LIMIT);     /* until EOF */
+    return 0;
+}
+
+static bool broadcast_ready(void *arg)
+{
+    (void)arg;
+    return atomic_load(&bc_flooding) == 1 && atomic_load(&bc_waiting) == 2;
+}
+
+static bool flood_ended(void *arg)
+{
+    (void)arg;
+    return atomic_load(&bc_flood_rc) != 1;
+}
+
+/* Two loops, a broadcast from this thread: the idle receivers get it;
+ * the one busy sending its own long reply cannot take it within the
+ * broadcast's second (no handler timeout), so its connection is shut
+ * down, which ends that send too. */
+static void test_async_broadcast_to_idle_and_busy_receivers(void **state)
+{
+    ss_handler h = {.handle = broadcast_target_handle};
+    ss_async_options ao = {.loops = 2};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[32];
+    served sv;
+    int fd[3], i;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, &ao), 0);
+    atomic_store(&bc_flooding, 0);
+    atomic_store(&bc_waiting, 0);
+    atomic_store(&bc_flood_rc, 1);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 3; i++) {
+        fd[i] = client_connect(ss_server_address(s));
+        assert_true(fd[i] >= 0);
+        assert_int_equal(send_all_fd(fd[i], i == 0 ? "flood\n" : "wait\n",
+                                     i == 0 ? 6 : 5), 0);
+    }
+    assert_true(wait_for(broadcast_ready, NULL, WAIT_LIMIT));
+    assert_int_equal(ss_server_broadcast(s, "news\n", 5, NULL), 2);
+    for (i = 1; i < 3; i++) {
+        assert_int_equal(recv_line(fd[i], buf, sizeof buf), 5);
+        assert_string_equal(buf, "news\n");
+    }
+    assert_true(wait_for(flood_ended, NULL, WAIT_LIMIT));
+    expect_true(atomic_load(&bc_flood_rc) < 0, "the flood's send: %d",
+                atomic_load(&bc_flood_rc));
+    for (i = 0; i < 3; i++)
+        close(fd[i]);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2562,6 +2644,7 @@ int main(void)
         TEST(test_async_many_deadlines_at_once),
         TEST(test_prefork_unix_workers_leave_the_socket_file),
         TEST(test_async_loop_fd_shows_deadlines),
+        TEST(test_async_broadcast_to_idle_and_busy_receivers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
