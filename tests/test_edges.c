@@ -2585,6 +2585,78 @@ static void test_async_broadcast_to_idle_and_busy_receivers(void **state)
     ss_server_free(s);
 }
 
+/* ---- async: two waits on one descriptor, one of them timing out ---------------- */
+
+static atomic_int gate_waiters, first_gate_rc, second_gate_rc;
+
+static bool all_arrived_1(void *arg)
+{
+    (void)arg;
+    return atomic_load(&gate_waiters) >= 1;
+}
+
+static int shared_gate_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    int me = atomic_fetch_add(&gate_waiters, 1);
+
+    /* the first waits half a second, the second as long as it takes */
+    if (me == 0)
+        atomic_store(&first_gate_rc, ss_wait_fd(r, gate[0], POLLIN, 0.5));
+    else
+        atomic_store(&second_gate_rc, ss_wait_fd(r, gate[0], POLLIN, -1));
+    (void)c, (void)s;
+    return ss_printf(r, "done\n") < 0 ? -EIO : 0;
+}
+
+static bool two_at_the_gate(void *arg)
+{
+    (void)arg;
+    return atomic_load(&gate_waiters) == 2;
+}
+
+static bool first_gave_up(void *arg)
+{
+    (void)arg;
+    return atomic_load(&first_gate_rc) != 1;
+}
+
+static void test_async_two_waits_on_one_descriptor(void **state)
+{
+    ss_handler h = {.handle = shared_gate_handle};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[16];
+    served sv;
+    int a, b;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    atomic_store(&gate_waiters, 0);
+    atomic_store(&first_gate_rc, 1);
+    atomic_store(&second_gate_rc, 2);
+    serve_in_thread(&sv, s, 0.05);
+    a = client_connect(ss_server_address(s));
+    assert_true(a >= 0);
+    assert_true(wait_for(all_arrived_1, NULL, WAIT_LIMIT));
+    b = client_connect(ss_server_address(s));
+    assert_true(b >= 0);
+    assert_true(wait_for(two_at_the_gate, NULL, WAIT_LIMIT));
+    /* the first gives up (nothing came), the second still waits */
+    assert_true(wait_for(first_gave_up, NULL, WAIT_LIMIT));
+    assert_int_equal(atomic_load(&first_gate_rc), 0);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 5);
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    assert_int_equal(recv_line(b, buf, sizeof buf), 5);
+    assert_int_equal(atomic_load(&second_gate_rc), 1);
+    close(a);
+    close(b);
+    stop_serving(&sv);
+    ss_server_free(s);
+    close(gate[0]);
+    close(gate[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2645,6 +2717,7 @@ int main(void)
         TEST(test_prefork_unix_workers_leave_the_socket_file),
         TEST(test_async_loop_fd_shows_deadlines),
         TEST(test_async_broadcast_to_idle_and_busy_receivers),
+        TEST(test_async_two_waits_on_one_descriptor),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
