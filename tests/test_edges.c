@@ -1292,18 +1292,25 @@ static void test_prefork_worker_that_exits_is_named_and_restarted(void **state)
 
 static atomic_int sleep_rc, sleepers;
 
-static atomic_int sleep_again_rc;
+static atomic_int sleep_again_rc, short_sleep_rc;
 
-/* Short sleeps until one is cut short, then one more. */
+/* "long": one long sleep, which the drain's end cuts short, then another,
+ * which ends at once; "short": short sleeps until one is cut short (one
+ * begins while the drain is on). */
 static int sleeping_handle(ss_request *r, const ss_address *c, ss_server *s)
 {
+    const void *packet = ss_request_packet(r, NULL);
     int rc;
 
     (void)c, (void)s;
     atomic_fetch_add(&sleepers, 1);
-    while ((rc = ss_sleep(r, 0.05)) == 0)
-        ;
-    atomic_store(&sleep_rc, rc);
+    if (memcmp(packet, "short", 5) == 0) {
+        while ((rc = ss_sleep(r, 0.05)) == 0)
+            ;
+        atomic_store(&short_sleep_rc, rc);
+        return 0;
+    }
+    atomic_store(&sleep_rc, ss_sleep(r, 10 * WAIT_LIMIT));
     /* the drain is over: any later wait ends at once */
     atomic_store(&sleep_again_rc, ss_sleep(r, 10 * WAIT_LIMIT));
     return 0;
@@ -1312,7 +1319,7 @@ static int sleeping_handle(ss_request *r, const ss_address *c, ss_server *s)
 static bool someone_sleeps(void *arg)
 {
     (void)arg;
-    return atomic_load(&sleepers) > 0;
+    return atomic_load(&sleepers) >= 2;
 }
 
 /* A close drains an async datagram request: its sleeps end at
@@ -1332,16 +1339,21 @@ static void test_async_datagram_sleep_cut_short_by_close(void **state)
     a = ss_server_address(s);
     atomic_store(&sleepers, 0);
     atomic_store(&sleep_rc, 1);
+    atomic_store(&sleep_again_rc, 1);
+    atomic_store(&short_sleep_rc, 1);
     serve_in_thread(&sv, s, 0.05);
     fd = client_dgram(a, NULL, 0);
     assert_true(fd >= 0);
-    assert_int_equal(sendto(fd, "zz", 2, 0,
-                            (const struct sockaddr *)&a->storage, a->len), 2);
+    assert_int_equal(sendto(fd, "long", 4, 0,
+                            (const struct sockaddr *)&a->storage, a->len), 4);
+    assert_int_equal(sendto(fd, "short", 5, 0,
+                            (const struct sockaddr *)&a->storage, a->len), 5);
     assert_true(wait_for(someone_sleeps, NULL, WAIT_LIMIT));
     stop_serving(&sv);
     ss_server_close(s);
     assert_int_equal(atomic_load(&sleep_rc), -ESHUTDOWN);
     assert_int_equal(atomic_load(&sleep_again_rc), -ESHUTDOWN);
+    assert_int_equal(atomic_load(&short_sleep_rc), -ESHUTDOWN);
     close(fd);
     ss_server_free(s);
 }
