@@ -2669,6 +2669,54 @@ static void test_async_two_waits_on_one_descriptor(void **state)
     close(gate[1]);
 }
 
+/* ---- a shutdown asked for before serving, in the models with loops of their own */
+
+static void test_shutdown_before_serving_async_and_prefork(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    int mode;
+
+    (void)state;
+    for (mode = 0; mode < 2; mode++) {
+        ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+
+        assert_non_null(s);
+        if (mode == 0)
+            assert_int_equal(ss_server_use_async(s, NULL), 0);
+        else
+            assert_int_equal(ss_server_use_prefork(s, 2), 0);
+        ss_server_request_shutdown(s);
+        /* the request is consumed: serve_forever returns 0 at once */
+        assert_int_equal(ss_serve_forever(s, 0.05), 0);
+        ss_server_free(s);
+    }
+}
+
+/* An async server freed while its accepting is paused: the paused
+ * accept's timer is cancelled, nothing is left behind. */
+static void test_async_freed_while_accepting_is_paused(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    ss_server_options o = {.log = log_line};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    int fd;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_async(s, NULL), 0);
+    ss_server_override(s, &(ss_server_ops){.get_request = failing_get_request});
+    logged[0] = '\0';
+    failure = -EMFILE;
+    failures_left = 1;
+    fd = client_connect(ss_server_address(s));
+    assert_true(fd >= 0);
+    while (failures_left > 0)
+        assert_true(ss_server_run_once(s, WAIT_LIMIT) >= 0);
+    expect_true(logged_contains("pausing accepts"), "log: %s", logged);
+    close(fd);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2730,6 +2778,8 @@ int main(void)
         TEST(test_async_loop_fd_shows_deadlines),
         TEST(test_async_broadcast_to_idle_and_busy_receivers),
         TEST(test_async_two_waits_on_one_descriptor),
+        TEST(test_shutdown_before_serving_async_and_prefork),
+        TEST(test_async_freed_while_accepting_is_paused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
