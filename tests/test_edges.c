@@ -2725,6 +2725,106 @@ static void test_async_freed_while_accepting_is_paused(void **state)
     ss_server_free(s);
 }
 
+/* ---- max_connections with connections already waiting; broadcast but to self --- */
+
+static void test_serve_forever_at_max_connections_with_a_backlog(void **state)
+{
+    ss_handler h = {.handle = gated_handle};
+    ss_server_options o = {.max_connections = 1};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, &o);
+    ss_server_stats st;
+    char buf[64];
+    served sv;
+    int a, b;
+
+    (void)state;
+    assert_non_null(s);
+    assert_int_equal(pipe(gate), 0);
+    /* both wait in the backlog before serving begins */
+    a = client_connect(ss_server_address(s));
+    b = client_connect(ss_server_address(s));
+    assert_true(a >= 0 && b >= 0);
+    assert_int_equal(send_all_fd(a, "one\n", 4), 0);
+    assert_int_equal(send_all_fd(b, "two\n", 4), 0);
+    serve_in_thread(&sv, s, 0.05);
+    /* one is served and held; the other is not accepted meanwhile */
+    assert_int_equal(recv_line(a, buf, sizeof buf), 4);
+    assert_int_equal(ss_server_get_stats(s, &st), 0);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    assert_int_equal(recv_line(b, buf, sizeof buf), 4);
+    assert_string_equal(buf, "two\n");
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    stop_serving(&sv);
+    assert_int_equal(ss_server_get_stats(s, &st), 0);
+    assert_int_equal(st.accepted, 2);
+    close(a);
+    close(b);
+    ss_server_free(s);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+static atomic_int others_reached, talkers;
+
+static int talker_handle(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[64];
+    ssize_t n;
+
+    (void)c;
+    atomic_fetch_add(&talkers, 1);
+    while ((n = ss_readline(r, line, sizeof line)) > 0)
+        if (strcmp(line, "shout\n") == 0)
+            atomic_store(&others_reached,
+                         ss_server_broadcast(s, "heard\n", 6, r));
+    return n < 0 ? (int)n : 0;
+}
+
+static bool two_talkers(void *arg)
+{
+    (void)arg;
+    return atomic_load(&talkers) == 2;
+}
+
+static bool broadcast_returned(void *arg)
+{
+    (void)arg;
+    return atomic_load(&others_reached) != -1;
+}
+
+/* A handler's broadcast that names its own request reaches the others
+ * only. */
+static void test_broadcast_except_the_sender(void **state)
+{
+    ss_handler h = {.handle = talker_handle};
+    ss_server *s = ss_threading_tcp_server_new("127.0.0.1:0", &h, NULL);
+    char buf[64];
+    served sv;
+    int a, b;
+
+    (void)state;
+    assert_non_null(s);
+    atomic_store(&talkers, 0);
+    atomic_store(&others_reached, -1);
+    serve_in_thread(&sv, s, 0.05);
+    a = client_connect(ss_server_address(s));
+    b = client_connect(ss_server_address(s));
+    assert_true(a >= 0 && b >= 0);
+    assert_true(wait_for(two_talkers, NULL, WAIT_LIMIT));
+    assert_int_equal(send_all_fd(a, "shout\n", 6), 0);
+    assert_int_equal(recv_line(b, buf, sizeof buf), 6);
+    assert_string_equal(buf, "heard\n");
+    assert_true(wait_for(broadcast_returned, NULL, WAIT_LIMIT));
+    assert_int_equal(atomic_load(&others_reached), 1);
+    shutdown(a, SHUT_WR);
+    assert_int_equal(recv_line(a, buf, sizeof buf), 0);     /* nothing for a */
+    close(a);
+    close(b);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2788,6 +2888,8 @@ int main(void)
         TEST(test_async_two_waits_on_one_descriptor),
         TEST(test_shutdown_before_serving_async_and_prefork),
         TEST(test_async_freed_while_accepting_is_paused),
+        TEST(test_serve_forever_at_max_connections_with_a_backlog),
+        TEST(test_broadcast_except_the_sender),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
