@@ -133,19 +133,26 @@ static void command(aloop *al, unsigned bits)
         ss__loop_post(&al->loop, &al->post);
 }
 
+static void pause_accepting(aloop *al, int err);
+
 /* The listening state this loop should have, applied on its thread (or by
- * the thread that owns loop 0 while nobody drives it). */
+ * the thread that owns loop 0 while nobody drives it). A listener the
+ * poller cannot take (out of memory) is tried again after a pause, as an
+ * accept that failed for lack of memory. */
 static void apply_listen(aloop *al)
 {
     ss_server *s = al->server;
     bool want = atomic_load(&al->want_listen) && atomic_load(&s->fd) >= 0 &&
                 !al->resumer && !ss__admission_full(s);
     bool changed = false;
+    int err;
 
     if (want && !al->listening) {
-        changed = ss__poller_add_special(&al->loop, atomic_load(&s->fd),
-                                         SS__KEY_LISTEN,
-                                         al->a->opt.loops > 1) == 0;
+        err = ss__poller_add_special(&al->loop, atomic_load(&s->fd),
+                                     SS__KEY_LISTEN, al->a->opt.loops > 1);
+        if (err < 0)
+            pause_accepting(al, err);
+        changed = err == 0;
     } else if (!want && al->listening) {
         ss__poller_del_special(&al->loop, atomic_load(&s->fd));
         changed = true;
@@ -701,8 +708,8 @@ static void async_destroy(ss_server *s)
         stop_threads(a);
         settle(a);
     }
-    /* The blocking threads first: one that has just posted a call's end
-     * may still be signalling the loop it posted to. */
+    /* The blocking threads first: one may still be returning from the
+     * post that woke its task's loop, which must not be freed under it. */
     ss__blocking_free(a->blocking);
     loops_free(a, a->loops ? a->opt.loops : 0);
     pthread_cond_destroy(&a->changed);

@@ -594,6 +594,9 @@ void ss__server_close_socket(ss_server *s);
 /* In a prefork worker: SIGTERM asks the worker's loop to shut down; SIGINT
  * is left to the parent when it handles it. */
 int  ss__signals_in_worker(ss_server *s);
+/* The server is being freed: if SIGINT and SIGTERM shut it down, they no
+ * longer do (the handlers from before ss_server_shutdown_on_signals). */
+void ss__signals_forget(ss_server *s);
 
 /* Whether every handler runs in this process (ss_server_broadcast). */
 static inline bool ss__same_process(const ss_server *s)

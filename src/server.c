@@ -352,6 +352,7 @@ void ss_server_free(ss_server *s)
 {
     if (!s)
         return;
+    ss__signals_forget(s);
     ss_server_close(s);
     if (s->layer && s->layer->destroy)
         s->layer->destroy(s);

@@ -72,6 +72,7 @@ static int set_handler(int sig, void (*fn)(int), struct sigaction *old)
 
 int ss_server_shutdown_on_signals(ss_server *s)
 {
+    ss_server *old;
     int err;
 
     if (!s) {
@@ -83,17 +84,29 @@ int ss_server_shutdown_on_signals(ss_server *s)
         }
         return 0;
     }
-    atomic_store(&target, s);
+    old = atomic_exchange(&target, s);
     atomic_store(&target_pid, (int)getpid());
     atomic_store(&fired, false);
     if ((err = set_handler(SIGINT, on_shutdown_signal,
-                           installed ? NULL : &saved_int)) < 0)
+                           installed ? NULL : &saved_int)) < 0 ||
+        (err = set_handler(SIGTERM, on_shutdown_signal,
+                           installed ? NULL : &saved_term)) < 0) {
+        /* As before the call: the former target, the former handlers. */
+        if (!installed)
+            sigaction(SIGINT, &saved_int, NULL);
+        atomic_store(&target, old);
         return err;
-    if ((err = set_handler(SIGTERM, on_shutdown_signal,
-                           installed ? NULL : &saved_term)) < 0)
-        return err;
+    }
     installed = true;
     return 0;
+}
+
+void ss__signals_forget(ss_server *s)
+{
+    ss_server *expected = s;
+
+    if (atomic_compare_exchange_strong(&target, &expected, NULL))
+        (void)ss_server_shutdown_on_signals(NULL);
 }
 
 int ss__signals_in_worker(ss_server *s)

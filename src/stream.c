@@ -6,8 +6,12 @@
 #include "internal.h"
 
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static int set_option(ss_server *s, int level, int name, int value,
                       const char *what)
@@ -46,6 +50,23 @@ static int set_bind_options(ss_server *s)
     return err;
 }
 
+/* A Unix socket file that bind(2) just made, when the bind fails after
+ * all: no server will remove it otherwise. */
+static void remove_bound_file(const ss_server *s)
+{
+    const struct sockaddr_un *sun =
+        (const struct sockaddr_un *)&s->address.storage;
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    char path[sizeof sun->sun_path + 1];
+
+    if (sun->sun_family != AF_UNIX || s->address.len <= off ||
+        sun->sun_path[0] == '\0')
+        return;     /* not a file: abstract, or no name */
+    memcpy(path, sun->sun_path, s->address.len - off);
+    path[s->address.len - off] = '\0';
+    (void)unlink(path);
+}
+
 int ss__tcp_server_bind(ss_server *s)
 {
     char a[SS_ADDRESS_STRLEN];
@@ -60,9 +81,12 @@ int ss__tcp_server_bind(ss_server *s)
         return ss__error(-errno, "bind %s",
                          ss_address_format(&s->address, a, sizeof a));
     real.len = sizeof real.storage;
-    if (getsockname(fd, (struct sockaddr *)&real.storage, &real.len) < 0)
-        return ss__error(-errno, "getsockname %s",
-                         ss_address_format(&s->address, a, sizeof a));
+    if (getsockname(fd, (struct sockaddr *)&real.storage, &real.len) < 0) {
+        err = ss__error(-errno, "getsockname %s",
+                        ss_address_format(&s->address, a, sizeof a));
+        remove_bound_file(s);
+        return err;
+    }
     s->address = real;
     return 0;
 }

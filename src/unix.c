@@ -56,8 +56,11 @@ static int remember_path(ss_server *s, const char *path)
 
     if (lstat(path, &st) < 0)
         return ss__error(-errno, "stat %s", path);
-    if (!(s->unix_path = strdup(path)))
+    if (!(s->unix_path = strdup(path))) {
+        /* The file bind just made would be nobody's to remove. */
+        (void)unlink(path);
         return ss__error(-ENOMEM, "bind %s", path);
+    }
     s->unix_dev = st.st_dev;
     s->unix_ino = st.st_ino;
     s->owner_pid = getpid();

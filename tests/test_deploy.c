@@ -652,6 +652,78 @@ static int echo_once(ss_request *r, const ss_address *c, ss_server *s)
     return ss_sendall(r, line, (size_t)n);
 }
 
+/* get_request fails with EMFILE on every other call, the first `budget`
+ * times: accept failures that come and go. */
+static atomic_int emfile_budget, get_calls;
+
+static int intermittent_emfile(ss_server *s, ss_request **r)
+{
+    if (atomic_fetch_add(&get_calls, 1) % 2 == 0 &&
+        atomic_fetch_sub(&emfile_budget, 1) > 0)
+        return -EMFILE;
+    return ss_server_base_ops(s)->get_request(s, r);
+}
+
+static int count_in_log(const char *needle)
+{
+    const char *p;
+    int n = 0;
+
+    pthread_mutex_lock(&log_lock);
+    for (p = log_text; (p = strstr(p, needle)); p++)
+        n++;
+    pthread_mutex_unlock(&log_lock);
+    return n;
+}
+
+static void echo_exchange(ss_server *s)
+{
+    char line[64];
+    int fd = client_connect(ss_server_address(s));
+
+    assert_true(fd >= 0);
+    assert_int_equal(send_all_fd(fd, "hi\n", 3), 0);
+    expect_true(recv_line(fd, line, sizeof line) == 3, "no echo");
+    close(fd);
+}
+
+/* Failures that come and go within one pause write one line when it
+ * begins, and one with their count when accepting has gone a quiet second
+ * without failing; the clients are all served. */
+static void test_accept_pauses_are_logged_once_with_a_count(void **state)
+{
+    ss_handler h = {.handle = echo_once};
+    ss_server_options o = {.log = collect};
+    ss_server_ops ov = {.get_request = intermittent_emfile};
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    ss_server_stats st;
+    served sv;
+    int i;
+
+    (void)state;
+    log_text[0] = '\0';
+    atomic_store(&emfile_budget, 4);
+    atomic_store(&get_calls, 0);
+    ss_server_override(s, &ov);
+    serve_in_thread(&sv, s, 0.05);
+    for (i = 0; i < 6; i++)
+        echo_exchange(s);
+    expect_true(atomic_load(&emfile_budget) <= 0, "only %d failures made",
+                4 - atomic_load(&emfile_budget));
+    /* The quiet second that ends the pause, then one more request. */
+    sleep_ms(1200);
+    echo_exchange(s);
+    expect_true(wait_for(log_has, "accepting again after 4 failures",
+                         WAIT_LIMIT), "log: %s", log_text);
+    assert_int_equal(count_in_log("pausing accepts"), 1);
+    assert_int_equal(count_in_log("accepting again"), 1);
+    assert_int_equal(ss_server_get_stats(s, &st), 0);
+    assert_int_equal(st.accept_pauses, 1);
+    assert_int_equal(st.accepted, 7);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
 static void check_stats(model m)
 {
     ss_handler h = {.handle = echo_once};
@@ -774,6 +846,7 @@ int main(void)
         TEST(test_log_gets_handle_errors_text_line_by_line),
         TEST(test_log_gets_prefork_restarts),
         TEST(test_log_gets_slow_handler_lines),
+        TEST(test_accept_pauses_are_logged_once_with_a_count),
         TEST(test_stats_count_every_model),
         TEST(test_stats_count_refusals_and_live_requests),
     };

@@ -535,6 +535,40 @@ static void test_request_shutdown_from_a_signal_handler(void **state)
     ss_server_free(signal_target);
 }
 
+static void own_int_handler(int sig)
+{
+    (void)sig;
+}
+
+/* Freeing the server that SIGINT and SIGTERM shut down gives the signals
+ * back their former handlers: a signal after the free must not reach a
+ * freed server. Freeing another server leaves them alone. */
+static void test_free_gives_the_signals_back(void **state)
+{
+    ss_handler h = {.handle = echo_line_handle};
+    struct sigaction mine = {.sa_handler = own_int_handler}, old_int,
+                     old_term, now_int, now_term;
+    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+    ss_server *other = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+
+    (void)state;
+    sigemptyset(&mine.sa_mask);
+    sigaction(SIGINT, &mine, &old_int);
+    sigaction(SIGTERM, NULL, &old_term);
+    assert_int_equal(ss_server_shutdown_on_signals(s), 0);
+    sigaction(SIGINT, NULL, &now_int);
+    assert_true(now_int.sa_handler != own_int_handler);
+    ss_server_free(other);
+    sigaction(SIGINT, NULL, &now_int);
+    assert_true(now_int.sa_handler != own_int_handler);
+    ss_server_free(s);
+    sigaction(SIGINT, NULL, &now_int);
+    sigaction(SIGTERM, NULL, &now_term);
+    assert_true(now_int.sa_handler == own_int_handler);
+    assert_true(now_term.sa_handler == old_term.sa_handler);
+    sigaction(SIGINT, &old_int, NULL);
+}
+
 static void test_serving_twice_at_once_is_ebusy(void **state)
 {
     ss_handler h = {.handle = echo_line_handle};
@@ -1239,6 +1273,7 @@ int main(void)
         FD_TEST(test_shutdown_of_a_server_not_serving_returns_at_once),
         FD_TEST(test_shutdown_from_the_serving_thread_only_asks),
         FD_TEST(test_request_shutdown_from_a_signal_handler),
+        FD_TEST(test_free_gives_the_signals_back),
         FD_TEST(test_serving_twice_at_once_is_ebusy),
         FD_TEST(test_handle_request_times_out_and_calls_handle_timeout),
         FD_TEST(test_handle_request_timeout_holds_across_eintr),
