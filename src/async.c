@@ -941,6 +941,8 @@ int ss_server_use_async(ss_server *s, const ss_async_options *options)
     atomic_init(&a->requests, 0);
     pthread_mutex_init(&a->lock, NULL);
     ss__cond_init_monotonic(&a->changed);
+    /* cannot fail: it refuses only what the checks above refused, in the
+     * thread that owns the server, before it serves */
     if ((err = ss__server_set_model(s, &async_model, a)) < 0) {
         ss__blocking_free(a->blocking);
         pthread_cond_destroy(&a->changed);

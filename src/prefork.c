@@ -113,6 +113,8 @@ static void describe_exit(int status, char *buf, size_t size)
 {
     if (WIFEXITED(status))
         snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
+    /* cannot happen: the last case; waitpid without WUNTRACED or
+     * WCONTINUED reports only exits and deaths by a signal */
     else if (WIFSIGNALED(status))
         snprintf(buf, size, "was killed by signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
@@ -147,6 +149,8 @@ static bool reap_worker(ss_server *s, unsigned i, bool blocking, bool restart)
     delay = 0;
     if (w->failures > 0) {
         delay = SS_RESTART_MIN * (double)(1u << (w->failures < 6 ? w->failures - 1 : 5));
+        /* unreachable: with these constants the back-off tops out at
+         * 0.1 s * 2^5 = 3.2 s; the cap holds if they change */
         if (delay > SS_RESTART_MAX)
             delay = SS_RESTART_MAX;
     }
