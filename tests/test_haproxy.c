@@ -594,6 +594,8 @@ static void test_haproxy_across_namespaces(void **state)
             free(err);
             skip();
         }
+        free(err);
+        err = NULL;
         snprintf(ns[i], sizeof ns[i], "%s", name);
         ip_ok((const char *const[]){"-n", ns[i], "link", "set", "lo", "up",
                                     NULL});
