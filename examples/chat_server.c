@@ -4,7 +4,8 @@
  * line goes to everyone else as "alice: hi", and the room hears "* alice
  * joined" and "* alice left".
  *
- *   chat_server [--model threading|pool|async|sync] [--workers N] [ADDRESS]
+ *   chat_server [--model threading|pool|async|sync] [--workers N] [--proxy]
+ *               [--max-connections N] [ADDRESS]
  *
  * Each client's handler lives as long as its connection, so the model must
  * run handlers side by side in one process: threading, a pool with a
@@ -81,13 +82,17 @@ int main(int argc, char **argv)
 {
     example_args args = {.address = "127.0.0.1:8080"};
     ss_handler handler = {.handle = handle, .state_size = sizeof(member)};
-    ss_server_options options = example_options(NULL);
+    ss_server_options options;
     ss_server *server;
     const char *usage = "chat_server [--model threading|pool|async|sync] "
-                        "[--workers N] [ADDRESS]\n" EXAMPLE_WORKERS_FORMS
-                        "\n" EXAMPLE_ADDRESS_FORMS;
+                        "[--workers N] [--proxy]\n"
+                        "            [--max-connections N] [ADDRESS]\n"
+                        EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_PROXY_FORMS "\n"
+                        EXAMPLE_MAX_CONNECTIONS_FORMS "\n"
+                        EXAMPLE_ADDRESS_FORMS;
 
-    example_parse(argc, argv, &args, "model", usage);
+    example_parse(argc, argv, &args, "model proxy max-connections", usage);
+    options = example_server_options(&args, NULL);
     if (args.model && (strcmp(args.model, "forking") == 0 ||
                        strcmp(args.model, "prefork") == 0)) {
         fprintf(stderr, "chat_server: --model %s runs handlers in separate "

@@ -3,7 +3,11 @@
  * sends comes back in capitals, and the server logs "<client> sent: <data>".
  *
  *   echo_tcp_server [--model sync|threading|forking|pool|prefork|async]
- *                   [--workers N] [ADDRESS]
+ *                   [--workers N] [--proxy] [--max-connections N] [ADDRESS]
+ *
+ * --proxy: behind HAProxy (send-proxy or send-proxy-v2), every connection
+ * begins with a PROXY protocol header, and "<client>" is the address it
+ * carries. --max-connections N: at most N clients served at once.
  *
  * Every model runs the same handler: in async mode ss_recv and ss_sendall
  * yield to other connections instead of blocking, and the one other call,
@@ -44,13 +48,16 @@ int main(int argc, char **argv)
 {
     example_args args = {.address = "127.0.0.1:8080"};
     ss_handler handler = {.handle = handle};
-    ss_server_options options = example_options(NULL);
+    ss_server_options options;
     ss_server *server;
 
-    example_parse(argc, argv, &args, "model",
+    example_parse(argc, argv, &args, "model proxy max-connections",
                   "echo_tcp_server [--model " EXAMPLE_MODELS "] "
-                  "[--workers N] [ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n"
-                  EXAMPLE_ADDRESS_FORMS);
+                  "[--workers N] [--proxy]\n"
+                  "                [--max-connections N] [ADDRESS]\n"
+                  EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_PROXY_FORMS "\n"
+                  EXAMPLE_MAX_CONNECTIONS_FORMS "\n" EXAMPLE_ADDRESS_FORMS);
+    options = example_server_options(&args, NULL);
     if (!(server = ss_tcp_server_new(args.address, &handler, &options)))
         return example_fail("echo_tcp_server");
     if (!(server = example_apply_model(server, &args)))

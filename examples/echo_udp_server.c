@@ -2,7 +2,7 @@
  * The uppercase echo server over UDP: one datagram, one reply.
  *
  *   echo_udp_server [--model sync|threading|forking|pool|prefork|async]
- *                   [--workers N] [ADDRESS]
+ *                   [--workers N] [--max-connections N] [ADDRESS]
  *
  * In async mode each datagram is a coroutine on the loop, which receives
  * them in batches; the handler never waits (the reply goes out after it
@@ -43,13 +43,15 @@ int main(int argc, char **argv)
 {
     example_args args = {.address = "127.0.0.1:8080"};
     ss_handler handler = {.handle = handle};
-    ss_server_options options = example_options(NULL);
+    ss_server_options options;
     ss_server *server;
 
-    example_parse(argc, argv, &args, "model",
+    example_parse(argc, argv, &args, "model max-connections",
                   "echo_udp_server [--model " EXAMPLE_MODELS "] "
-                  "[--workers N] [ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n"
-                  EXAMPLE_ADDRESS_FORMS);
+                  "[--workers N] [--max-connections N]\n"
+                  "                [ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n"
+                  EXAMPLE_MAX_CONNECTIONS_FORMS "\n" EXAMPLE_ADDRESS_FORMS);
+    options = example_server_options(&args, NULL);
     if (!(server = ss_udp_server_new(args.address, &handler, &options)))
         return example_fail("echo_udp_server");
     if (!(server = example_apply_model(server, &args)))

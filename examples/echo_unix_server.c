@@ -4,7 +4,10 @@
  *
  *   echo_unix_server [--datagram]
  *                    [--model sync|threading|forking|pool|prefork|async]
- *                    [--workers N] [PATH]
+ *                    [--workers N] [--proxy] [--max-connections N] [PATH]
+ *
+ * --proxy (stream only): every connection begins with a PROXY protocol
+ * header, as from HAProxy's send-proxy to a Unix socket server.
  *
  * The handlers are those of echo_tcp_server and echo_udp_server, and run
  * unchanged in async mode (see there).
@@ -69,13 +72,17 @@ int main(int argc, char **argv)
 {
     example_args args = {.address = "/tmp/echo.sock"};
     ss_handler handler = {.handle = handle_stream};
-    ss_server_options options = example_options(NULL);
+    ss_server_options options;
     ss_server *server;
 
-    example_parse(argc, argv, &args, "model datagram",
+    example_parse(argc, argv, &args, "model datagram proxy max-connections",
                   "echo_unix_server [--datagram] [--model " EXAMPLE_MODELS
-                  "] [--workers N] [PATH]\n" EXAMPLE_WORKERS_FORMS "\n"
-                  EXAMPLE_PATH_FORMS);
+                  "] [--workers N]\n"
+                  "                 [--proxy] [--max-connections N] [PATH]\n"
+                  EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_PROXY_FORMS
+                  " Not with --datagram.\n" EXAMPLE_MAX_CONNECTIONS_FORMS
+                  "\n" EXAMPLE_PATH_FORMS);
+    options = example_server_options(&args, NULL);
     if (args.datagram) {
         handler.handle = handle_datagram;
         server = ss_unix_datagram_server_new(args.address, &handler, &options);

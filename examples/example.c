@@ -91,6 +91,11 @@ void example_parse(int argc, char **argv, example_args *args,
         else if (strcmp(a, "--connect-timeout") == 0 && has_value &&
                  accepts(accepted, "connect-timeout"))
             args->connect_timeout = seconds(argv[++i], usage);
+        else if (strcmp(a, "--max-connections") == 0 && has_value &&
+                 accepts(accepted, "max-connections"))
+            args->max_connections = (unsigned)number(argv[++i], usage);
+        else if (strcmp(a, "--proxy") == 0 && accepts(accepted, "proxy"))
+            args->proxy = true;
         else if (strcmp(a, "--datagram") == 0 && accepts(accepted, "datagram"))
             args->datagram = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
@@ -152,6 +157,45 @@ ss_server_options example_options(void *data)
     o.close_timeout = 2.0;  /* Ctrl-C: idle clients get 2 s, then go */
     o.data = data;
     return o;
+}
+
+ss_server_options example_server_options(const example_args *args,
+                                         void *data)
+{
+    ss_server_options o = example_options(data);
+
+    if (args->proxy)
+        o.proxy_protocol = SS_PROXY_REQUIRED;
+    o.max_connections = args->max_connections;
+    return o;
+}
+
+static void log_to(FILE *stream, const char *line)
+{
+    char buf[4096];
+    size_t len = strlen(line);
+
+    if (len < sizeof buf) {
+        memcpy(buf, line, len);
+        buf[len++] = '\n';
+        example_write_all(fileno(stream), buf, len);
+    } else {        /* a longer line: two writes */
+        example_write_all(fileno(stream), line, len);
+        example_write_all(fileno(stream), "\n", 1);
+    }
+}
+
+void example_log_stdout(void *data, const char *line)
+{
+    (void)data;
+    fflush(stdout);     /* what printf buffered comes first */
+    log_to(stdout, line);
+}
+
+void example_log_stderr(void *data, const char *line)
+{
+    (void)data;
+    log_to(stderr, line);
 }
 
 int example_serve(ss_server *server)

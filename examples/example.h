@@ -24,6 +24,8 @@ typedef struct example_args {
     long long   max_size;       /* --max-size BYTES */
     double      timeout;        /* --timeout SECONDS: handler I/O timeout */
     double      connect_timeout; /* --connect-timeout SECONDS (tcp_proxy) */
+    bool        proxy;          /* --proxy: PROXY protocol headers required */
+    unsigned    max_connections; /* --max-connections N (0: no limit) */
 } example_args;
 
 /* The models every example server takes, for its usage text, and what
@@ -32,6 +34,16 @@ typedef struct example_args {
 #define EXAMPLE_WORKERS_FORMS                                                \
     "--workers N: pool threads (16), prefork processes (2) or async event "  \
     "loops (1)"
+
+/* The deployment options, for the usage texts: --proxy (stream servers)
+ * and --max-connections (every server). */
+#define EXAMPLE_PROXY_FORMS                                                  \
+    "--proxy: every connection begins with a PROXY protocol header (v1 or "  \
+    "v2, as HAProxy's\n  send-proxy sends); the client address is the one " \
+    "it carries. Only behind a proxy you run."
+#define EXAMPLE_MAX_CONNECTIONS_FORMS                                        \
+    "--max-connections N: serve at most N connections at once; the next "    \
+    "ones wait (0: no limit)"
 
 /* The address forms every example server takes, for its usage text. */
 #define EXAMPLE_ADDRESS_FORMS                                                \
@@ -44,7 +56,7 @@ typedef struct example_args {
 
 /* Parse argv into args (defaults already filled in by the caller). Options
  * named in `accepted` ("model root datagram count max-size timeout
- * connect-timeout") are allowed; --model also allows --workers. With
+ * connect-timeout proxy max-connections") are allowed; --model also allows --workers. With
  * "backend" in `accepted` there are two operands, ADDRESS and BACKEND,
  * both required; otherwise one, ADDRESS, which may be left out.
  * Prints usage and exits 2 on a bad command line. */
@@ -61,6 +73,17 @@ int example_serve(ss_server *server);
 
 /* Defaults every example server uses: options with close_timeout. */
 ss_server_options example_options(void *data);
+
+/* Options from the command line: close_timeout as example_options, and
+ * --proxy (proxy_protocol) and --max-connections (max_connections). */
+ss_server_options example_server_options(const example_args *args,
+                                         void *data);
+
+/* Log callbacks (ss_server_options.log): write `line` and a newline to
+ * stdout or stderr in one write, so that lines from threads and forked
+ * children never mix. data is unused. */
+void example_log_stdout(void *data, const char *line);
+void example_log_stderr(void *data, const char *line);
 
 /* Write all of buf to fd (a file), retrying after EINTR: 0 or -errno. */
 int example_write_all(int fd, const void *buf, size_t len);

@@ -4,7 +4,8 @@
  * pipelining, files confined to --root.
  *
  *   http_server [--model sync|threading|forking|pool|prefork|async]
- *               [--workers N] [--root DIR] [--timeout SECONDS] [ADDRESS]
+ *               [--workers N] [--root DIR] [--timeout SECONDS] [--proxy]
+ *               [--max-connections N] [ADDRESS]
  *
  * ADDRESS defaults to 127.0.0.1:8080, DIR to the current directory, the
  * model to threading. --timeout (default 10 s, 0 = none) bounds each read
@@ -49,10 +50,14 @@
  * have to come from the disk, one by one, so they are read through
  * ss_run_blocking, and the other connections are served meanwhile.
  *
- * One line per request goes to stdout, flushed at once so that forked
- * children lose nothing; refused and broken requests say why:
+ * One line per request goes to the server's log callback
+ * (ss_server_options.log, which also takes the library's own lines), here
+ * one write to stdout per line, so that forked children lose nothing;
+ * refused and broken requests say why:
  *   127.0.0.1:40312 "GET /index.html HTTP/1.1" 200 1234
  *   127.0.0.1:40312 "-" 414 239 - request line longer than 8192 bytes
+ * The address is the client's: with --proxy (behind HAProxy's send-proxy
+ * or send-proxy-v2), the one the PROXY protocol header carries.
  */
 #include "example.h"
 #include "http_parser.h"
@@ -82,13 +87,22 @@
 #define LOG_FIELD_MAX  200      /* longest method or target logged */
 
 #define USAGE "http_server [--model " EXAMPLE_MODELS "] [--workers N] " \
-              "[--root DIR] [--timeout SECONDS] [ADDRESS]\n"             \
-              EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_ADDRESS_FORMS
+              "[--root DIR] [--timeout SECONDS]\n"                       \
+              "            [--proxy] [--max-connections N] [ADDRESS]\n"     \
+              EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_PROXY_FORMS "\n"          \
+              EXAMPLE_MAX_CONNECTIONS_FORMS "\n" EXAMPLE_ADDRESS_FORMS
+
+/* What every handler shares: ss_server_options.data. */
+typedef struct site {
+    int root;                       /* directory descriptor of --root */
+    void (*log)(void *data, const char *line);  /* = options.log */
+} site;
 
 /* One connection: ss_handler.state_size bytes that the library allocates
  * zeroed for each request (here a connection) and frees after it. */
 typedef struct conn {
     ss_request *request;
+    site *site;
     int root;                       /* directory descriptor of --root */
     char peer[SS_ADDRESS_STRLEN];
     char head[HEAD_MAX];            /* this request's head, maybe followed
@@ -123,19 +137,21 @@ static void log_request(const conn *c, int status, long long bytes,
                         const char *note)
 {
     const struct http_request *q = &c->req;
-    char answer[32] = "- -";
+    char answer[32] = "- -", line[1024];
 
     if (status)
         snprintf(answer, sizeof answer, "%d %lld", status, bytes);
     if (c->has_request)
-        printf("%s \"%.*s %.*s%s HTTP/1.%d\" %s%s%s\n", c->peer,
-               clip(q->method_len), q->method, clip(q->target_len), q->target,
-               q->target_len > LOG_FIELD_MAX ? "..." : "", q->minor_version,
-               answer, note ? " - " : "", note ? note : "");
+        snprintf(line, sizeof line, "%s \"%.*s %.*s%s HTTP/1.%d\" %s%s%s",
+                 c->peer, clip(q->method_len), q->method,
+                 clip(q->target_len), q->target,
+                 q->target_len > LOG_FIELD_MAX ? "..." : "",
+                 q->minor_version, answer, note ? " - " : "",
+                 note ? note : "");
     else
-        printf("%s \"-\" %s%s%s\n", c->peer, answer, note ? " - " : "",
-               note ? note : "");
-    fflush(stdout);
+        snprintf(line, sizeof line, "%s \"-\" %s%s%s", c->peer, answer,
+                 note ? " - " : "", note ? note : "");
+    c->site->log(c->site, line);
 }
 
 /* ---- answers ------------------------------------------------------------- */
@@ -654,7 +670,8 @@ static int handle(ss_request *request, const ss_address *client,
     size_t head_len;
 
     c->request = request;
-    c->root = *(const int *)ss_server_data(server);
+    c->site = ss_server_data(server);
+    c->root = c->site->root;
     ss_address_format(client, c->peer, sizeof c->peer);
     c->req.headers = c->fields;     /* the parser fills these in */
     c->req.max_headers = MAX_FIELDS;
@@ -686,17 +703,20 @@ int main(int argc, char **argv)
     };
     ss_server_options options;
     ss_server *server;
+    site site = {.log = example_log_stdout};
     int root, rc;
 
-    example_parse(argc, argv, &args, "model root timeout", USAGE);
-    root = open(args.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    example_parse(argc, argv, &args,
+                  "model root timeout proxy max-connections", USAGE);
+    root = site.root = open(args.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) {
         fprintf(stderr, "http_server: --root %s: %s\n", args.root,
                 strerror(errno));
         return 1;
     }
     handler.timeout = args.timeout;
-    options = example_options(&root);
+    options = example_server_options(&args, &site);
+    options.log = site.log;     /* the library's lines join the access log */
     if (!(server = ss_tcp_server_new(args.address, &handler, &options))) {
         close(root);
         return example_fail("http_server");

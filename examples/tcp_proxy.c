@@ -6,7 +6,8 @@
  * thousands of such connections share one thread.
  *
  *   tcp_proxy [--model sync|threading|forking|pool|prefork|async]
- *             [--workers N] [--connect-timeout SECONDS]
+ *             [--workers N] [--connect-timeout SECONDS] [--proxy]
+ *             [--max-connections N]
  *             LISTEN_ADDRESS BACKEND_ADDRESS
  *
  * LISTEN_ADDRESS is a TCP address, or a socket the process was given
@@ -69,8 +70,10 @@
 
 #define USAGE "tcp_proxy [--model " EXAMPLE_MODELS "] [--workers N] "        \
               "[--connect-timeout SECONDS]\n"                                \
-              "          LISTEN_ADDRESS BACKEND_ADDRESS\n"                   \
-              EXAMPLE_WORKERS_FORMS "\n"                                     \
+              "          [--proxy] [--max-connections N] "                    \
+              "LISTEN_ADDRESS BACKEND_ADDRESS\n"                             \
+              EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_PROXY_FORMS "\n"            \
+              EXAMPLE_MAX_CONNECTIONS_FORMS "\n"                             \
               "LISTEN_ADDRESS: HOST:PORT, [IPV6]:PORT, :PORT, fd:N or "      \
               "systemd[:NAME], as for the\n  other servers\n"                \
               "BACKEND_ADDRESS: HOST:PORT, [IPV6]:PORT or a Unix socket "    \
@@ -447,7 +450,8 @@ int main(int argc, char **argv)
     config cfg;
     int err;
 
-    example_parse(argc, argv, &args, "model connect-timeout backend", USAGE);
+    example_parse(argc, argv, &args,
+                  "model connect-timeout backend proxy max-connections", USAGE);
     if (ss_address_parse(&cfg.backend, args.backend) < 0) {
         fprintf(stderr, "tcp_proxy: backend: %s\n", ss_last_error());
         return 2;
@@ -455,7 +459,7 @@ int main(int argc, char **argv)
     ss_address_format(&cfg.backend, cfg.backend_name,
                       sizeof cfg.backend_name);
     cfg.connect_timeout = args.connect_timeout;
-    options = example_options(&cfg);
+    options = example_server_options(&args, &cfg);
     if (!(server = ss_tcp_server_new(args.address, &handler, &options)))
         return example_fail("tcp_proxy");
     err = ss_server_override(server, &(ss_server_ops){.handle_error = report});

@@ -59,7 +59,11 @@
  * Every refused or failed command is logged on stderr as one line,
  * "<client>: <command> refused|failed: <why>" (an idle connection closed
  * by the timeout: "<client>: closed: no command for 60 s"); successes go
- * to stdout.
+ * to stdout. Both go through log callbacks: failures through the server's
+ * ss_server_options.log (which takes the library's lines too, on
+ * stderr), successes through one of the same kind on stdout. <client> is
+ * the address handle() receives: with --proxy (behind HAProxy), the one
+ * the PROXY protocol header carries.
  *
  * Known limits. The timeout bounds each read, not a whole command, so a
  * client trickling one byte a minute keeps its handler. A server killed
@@ -115,8 +119,10 @@
                                            segment back) */
 
 #define USAGE "upload_server [--model " EXAMPLE_MODELS "] [--workers N] " \
-              "[--root DIR] [--max-size BYTES] [--timeout SECONDS] "      \
-              "[ADDRESS]\n" EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_ADDRESS_FORMS
+              "[--root DIR] [--max-size BYTES] [--timeout SECONDS]\n"    \
+              "              [--proxy] [--max-connections N] [ADDRESS]\n"   \
+              EXAMPLE_WORKERS_FORMS "\n" EXAMPLE_PROXY_FORMS "\n"          \
+              EXAMPLE_MAX_CONNECTIONS_FORMS "\n" EXAMPLE_ADDRESS_FORMS
 
 /* What happens after a command. */
 enum { NEXT, CLOSE };
@@ -125,6 +131,9 @@ typedef struct config {         /* shared by every handler, read only */
     int       root_fd;          /* every file operation is relative to it */
     long long max_size;
     double    timeout;
+    void    (*log)(void *data, const char *line);     /* = options.log:
+                                   failures, refusals, the library's lines */
+    void    (*log_ok)(void *data, const char *line);  /* successes */
 } config;
 
 typedef struct session {        /* one connection: ss_handler.state_size */
@@ -281,14 +290,14 @@ static void set_action(session *s, const char *cmd, const char *name,
 static void log_ok(session *s, const char *fmt, ...) SS__PRINTF(2, 3);
 static void log_ok(session *s, const char *fmt, ...)
 {
-    char what[128];
+    char what[128], line[2048];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    printf("%s: %s %s\n", s->who, s->action, what);
-    fflush(stdout);
+    snprintf(line, sizeof line, "%s: %s %s", s->who, s->action, what);
+    s->cfg->log_ok((void *)s->cfg, line);
 }
 
 /* Log "<client>: <action> <outcome>: <reason>" and, when the client is
@@ -297,10 +306,12 @@ static void log_ok(session *s, const char *fmt, ...)
 static int complain(session *s, int then, bool reply_too, const char *outcome,
                     const char *fmt, va_list ap)
 {
-    char reason[256];
+    char reason[256], line[2048];
 
     vsnprintf(reason, sizeof reason, fmt, ap);
-    fprintf(stderr, "%s: %s %s: %s\n", s->who, s->action, outcome, reason);
+    snprintf(line, sizeof line, "%s: %s %s: %s", s->who, s->action, outcome,
+             reason);
+    s->cfg->log((void *)s->cfg, line);
     if (reply_too)
         send_error(s, reason);
     return then;
@@ -787,8 +798,11 @@ static int read_header(session *s)
     if (n == 0 || n == -ECONNRESET || n == -ESHUTDOWN)
         return CLOSE;   /* between commands: the client or server is done */
     if (n == -ETIMEDOUT) {
-        fprintf(stderr, "%s: closed: no command for %g s\n", s->who,
-                s->cfg->timeout);
+        char line[SS_ADDRESS_STRLEN + 64];
+
+        snprintf(line, sizeof line, "%s: closed: no command for %g s",
+                 s->who, s->cfg->timeout);
+        s->cfg->log((void *)s->cfg, line);
         return CLOSE;
     }
     if (n < (ssize_t)sizeof len)
@@ -834,7 +848,8 @@ int main(int argc, char **argv)
     config cfg;
     int rc;
 
-    example_parse(argc, argv, &args, "model root max-size timeout", USAGE);
+    example_parse(argc, argv, &args,
+                  "model root max-size timeout proxy max-connections", USAGE);
     cfg.root_fd = open(args.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cfg.root_fd < 0) {
         fprintf(stderr, "upload_server: --root %s: %s\n", args.root,
@@ -843,8 +858,11 @@ int main(int argc, char **argv)
     }
     cfg.max_size = args.max_size;
     cfg.timeout = args.timeout;
+    cfg.log = example_log_stderr;
+    cfg.log_ok = example_log_stdout;
     handler.timeout = args.timeout;
-    options = example_options(&cfg);
+    options = example_server_options(&args, &cfg);
+    options.log = cfg.log;
     if (!(server = ss_tcp_server_new(args.address, &handler, &options))) {
         close(cfg.root_fd);
         return example_fail("upload_server");

@@ -28,3 +28,15 @@ foreach(kind echo chat upload http activation proxy)
       ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
   endif()
 endforeach()
+
+# HAProxy in front of two http_server examples (PROXY protocol v1 and v2,
+# health checks, a backend killed), on loopback and across network
+# namespaces; it skips, saying why, without haproxy or without root.
+if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/test_haproxy.c)
+  add_executable(test_haproxy ${CMAKE_CURRENT_LIST_DIR}/test_haproxy.c)
+  target_link_libraries(test_haproxy PRIVATE ss_example_harness)
+  add_dependencies(test_haproxy http_server)
+  add_test(NAME test_haproxy COMMAND test_haproxy)
+  set_tests_properties(test_haproxy PROPERTIES TIMEOUT 600 LABELS examples
+    ENVIRONMENT "CMOCKA_MESSAGE_OUTPUT=stdout")
+endif()

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1126,6 +1127,163 @@ static void test_sigint_stops_the_server_with_an_idle_client(void **state)
     close(fd);
 }
 
+/* Whether fd becomes readable within ms milliseconds. */
+static bool wait_readable_ms(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, ms) > 0;
+}
+
+/* ---- deployment: --proxy and --max-connections --------------------------- */
+
+/* The server with more options after the usual ones. */
+static void start_with(const char *const *more)
+{
+    const char *args[16] = {"--root", root_dir, "--model",
+                            example_model ? example_model : "threading",
+                            "--timeout", "5"};
+    size_t n = 6;
+
+    while (*more && n < sizeof args / sizeof args[0] - 2)
+        args[n++] = *more++;
+    args[n++] = "127.0.0.1:0";
+    args[n] = NULL;
+    example_start(&srv, "http_server", args);
+    srv_running = true;
+}
+
+#define GET_HELLO "GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+/* A PROXY v1 header written by hand, as HAProxy's send-proxy writes it:
+ * the request is logged with the address the header carries, not the
+ * TCP peer's. */
+static void test_proxy_v1_header_names_the_client_in_the_log(void **state)
+{
+    static const char req[] = "PROXY TCP4 192.0.2.7 127.0.0.1 40001 80\r\n"
+                              GET_HELLO;
+    response r;
+    char *data;
+
+    (void)state;
+    start_with((const char *const[]){"--proxy", NULL});
+    data = raw_expect(req, sizeof req - 1, 200, &r);
+    expect_true(body_is(&r, HELLO), "hello.txt's content, got:\n%s", data);
+    free(data);
+    expect_log("192.0.2.7:40001 \"GET /hello.txt HTTP/1.1\" 200");
+    stop();
+}
+
+/* The same with a binary v2 header (send-proxy-v2), IPv6 this time. */
+static void test_proxy_v2_header_names_the_client_in_the_log(void **state)
+{
+    static const unsigned char sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+    unsigned char req[16 + 36 + sizeof GET_HELLO];
+    size_t n = 0;
+    response r;
+    char *data;
+
+    (void)state;
+    memcpy(req, sig, 12);
+    req[12] = 0x21;                 /* version 2, PROXY */
+    req[13] = 0x21;                 /* AF_INET6, STREAM */
+    req[14] = 0;
+    req[15] = 36;                   /* two addresses, two ports */
+    n = 16;
+    memset(req + n, 0, 32);
+    req[n + 0] = 0x20, req[n + 1] = 0x01, req[n + 2] = 0x0d,
+    req[n + 3] = 0xb8, req[n + 15] = 0x09;          /* 2001:db8::9 */
+    req[n + 31] = 1;                                /* ::1 */
+    n += 32;
+    req[n++] = 0x9c, req[n++] = 0x41;               /* 40001 */
+    req[n++] = 0, req[n++] = 80;
+    memcpy(req + n, GET_HELLO, sizeof GET_HELLO - 1);
+    n += sizeof GET_HELLO - 1;
+    start_with((const char *const[]){"--proxy", NULL});
+    data = raw_expect((const char *)req, n, 200, &r);
+    expect_true(body_is(&r, HELLO), "hello.txt's content, got:\n%s", data);
+    free(data);
+    expect_log("[2001:db8::9]:40001 \"GET /hello.txt HTTP/1.1\" 200");
+    stop();
+}
+
+/* --proxy: a connection that does not begin with a header is closed
+ * without an answer, and the server serves the next one. */
+static void test_proxy_connection_without_a_header_is_closed(void **state)
+{
+    static const char good[] = "PROXY TCP4 192.0.2.8 127.0.0.1 40002 80\r\n"
+                               GET_HELLO;
+    size_t got;
+    response r;
+    char *data;
+
+    (void)state;
+    start_with((const char *const[]){"--proxy", NULL});
+    data = exchange(GET_HELLO, sizeof GET_HELLO - 1, &got);
+    expect_true(got == 0 && closed_by_server,
+                "the connection closed with nothing answered%s; got %zu "
+                "bytes:\n%.300s", closed_by_server ? ""
+                : " (the client gave up waiting)", got, data);
+    free(data);
+    data = raw_expect(good, sizeof good - 1, 200, &r);
+    free(data);
+    expect_log("192.0.2.8:40002 \"GET /hello.txt HTTP/1.1\" 200");
+    stop();
+}
+
+/* Read one response (headers and the hello.txt body) on fd. */
+static void expect_hello_on(int fd, const char *who)
+{
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    response resp;
+
+    while (n < sizeof buf - 1 &&
+           (r = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0) {
+        n += (size_t)r;
+        buf[n] = '\0';
+        if (parse_response(buf, n, false, &resp) == n && n > 0)
+            break;
+    }
+    buf[n] = '\0';
+    expect_true(n > 0 && parse_response(buf, n, false, &resp) == n &&
+                resp.status == 200 && body_is(&resp, HELLO),
+                "%s: a 200 with hello.txt's content; got %zu bytes:\n%s",
+                who, n, buf);
+}
+
+/* --max-connections 1: while the first client's connection is open (kept
+ * alive, idle), a second client's request waits in the backlog without
+ * an answer; once the first client leaves, the second is served. */
+static void test_max_connections_1_second_client_waits(void **state)
+{
+    static const char keep[] = "GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    int a, b;
+
+    (void)state;
+    start_with((const char *const[]){"--max-connections", "1", NULL});
+    a = connect_text(srv.address);
+    expect_true(a >= 0, "a connection to %s", srv.address);
+    expect_true(send_all_fd(a, keep, sizeof keep - 1) == 0, "to send");
+    expect_hello_on(a, "the first client");
+    b = connect_text(srv.address);
+    expect_true(b >= 0, "a second connection to %s (the backlog)",
+                srv.address);
+    expect_true(send_all_fd(b, keep, sizeof keep - 1) == 0, "to send");
+    /* Not served while the first is: a short look for an answer. (A
+     * server that would answer later than this passes by luck; one that
+     * waits never fails.) */
+    expect_true(!wait_readable_ms(b, 300),
+                "no answer for the second client while the first is "
+                "connected");
+    close(a);
+    expect_hello_on(b, "the second client, once the first left");
+    close(b);
+    stop();
+}
+
 #define TEST(name) cmocka_unit_test_teardown(name, kill_leftover_server)
 
 int main(void)
@@ -1169,6 +1327,10 @@ int main(void)
         TEST(test_model_async_serves),
         TEST(test_wrk_gets_only_2xx_and_no_socket_errors),
         TEST(test_sigint_stops_the_server_with_an_idle_client),
+        TEST(test_proxy_v1_header_names_the_client_in_the_log),
+        TEST(test_proxy_v2_header_names_the_client_in_the_log),
+        TEST(test_proxy_connection_without_a_header_is_closed),
+        TEST(test_max_connections_1_second_client_waits),
     };
 
     return example_run_tests_per_model(tests, make_tree, remove_tree_fixture);

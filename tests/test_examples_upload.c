@@ -173,7 +173,8 @@ static char *stop(fixture *f)
 
 /* Wait (bounded) for a log line containing `text`; it must start with the
  * client's address. */
-static void expect_log(const fixture *f, const char *text)
+static void expect_log_from(const fixture *f, const char *client,
+                            const char *text)
 {
     double end = now() + WAIT_LIMIT;
     char *log = NULL, *hit = NULL;
@@ -189,10 +190,15 @@ static void expect_log(const fixture *f, const char *text)
                 log);
     while (hit > log && hit[-1] != '\n')
         hit--;
-    expect_true(strncmp(hit, "127.0.0.1:", 10) == 0, "the line should start "
-                "with the client's address: %.*s", (int)strcspn(hit, "\n"),
-                hit);
+    expect_true(strncmp(hit, client, strlen(client)) == 0, "the line should "
+                "start with the client's address %s: %.*s", client,
+                (int)strcspn(hit, "\n"), hit);
     free(log);
+}
+
+static void expect_log(const fixture *f, const char *text)
+{
+    expect_log_from(f, "127.0.0.1:", text);
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -971,6 +977,33 @@ static void test_an_unknown_command_is_refused(void **state)
     free(stop(f));
 }
 
+/* ---- behind a proxy ----------------------------------------------------- */
+
+/* --proxy: after a PROXY v1 header (as HAProxy's send-proxy writes it), the
+ * commands work as ever, and both log lines, the success (stdout) and the
+ * refusal (stderr), name the client the header carries. */
+static void test_proxy_header_names_the_client_in_every_log_line(void **state)
+{
+    static const char header[] = "PROXY TCP4 192.0.2.9 127.0.0.1 40003 9000"
+                                 "\r\n";
+    fixture *f = *state;
+    int fd;
+
+    start(f, (const char *const[]){"--proxy", NULL});
+    fd = raw_connect(f);
+    expect_true(send_all_fd(fd, header, sizeof header - 1) == 0, "to send");
+    send_put(fd, "\"proxied.txt\"", "behind haproxy\n", 15);
+    expect_ok_size(fd, 15);
+    send_json(fd, "{\"cmd\": \"get\", \"filename\": \"missing.txt\"}");
+    expect_error_reply(fd, "no such file");
+    close(fd);
+    expect_stored(f, "proxied.txt", "behind haproxy\n", 15);
+    expect_log_from(f, "192.0.2.9:40003", ": put 'proxied.txt' ok (15 bytes)");
+    expect_log_from(f, "192.0.2.9:40003",
+                    ": get 'missing.txt' refused: no such file");
+    free(stop(f));
+}
+
 /* ---- clients that stop talking ------------------------------------------ */
 
 /* The server closes the connection (not the client's receive timeout,
@@ -1136,6 +1169,7 @@ int main(void)
         TEST(test_half_a_header_then_silence_is_closed_after_the_timeout),
         TEST(test_a_client_gone_mid_file_leaves_no_file_and_no_temporary),
         TEST(test_a_1_gib_upload_streams_in_constant_memory),
+        TEST(test_proxy_header_names_the_client_in_every_log_line),
     };
 
     return example_run_tests_per_model(tests, NULL, NULL);
