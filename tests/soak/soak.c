@@ -908,7 +908,7 @@ static void *well_behaved_main(void *arg)
     uint64_t rng = 0x5eed0000ULL + x->id * 7919ULL + (uint64_t)getpid();
 
     while (now() < x->deadline) {
-        unsigned p = x->id < NPROTO ? x->id : rnd(&rng, NPROTO);
+        unsigned p = x->id % NPROTO;
 
         if (p == P_ECHO)
             wb_echo(x, &rng, false);
@@ -1133,7 +1133,7 @@ static void *flood_main(void *arg)
     return NULL;
 }
 
-#define WELL_BEHAVED 4   /* one per protocol, one mixed */
+#define WELL_BEHAVED 6   /* two per protocol */
 #define HOSTILE      3
 
 static void client_process(const int ports[NPROTO], double seconds,
