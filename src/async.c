@@ -72,6 +72,7 @@ struct async {
     aloop           *loops;     /* opt.loops of them, once made */
     pid_t            pid;       /* whose loops they are */
     atomic_int       requests;  /* request tasks alive, all loops */
+    atomic_int       fatal;     /* a get_request error that ends serving */
     pthread_mutex_t  lock;
     pthread_cond_t   changed;   /* a loop stopped listening */
     ss__blocking    *blocking;
@@ -256,8 +257,14 @@ static void get_request_failed(aloop *al, int err)
         pause_accepting(al, err);
         break;
     case SS__GET_FATAL:
+        /* The socket is unusable: every loop stops accepting, and
+         * serve_forever (or run_once) returns the error, as it does in
+         * the other models. */
+        if (atomic_load(&al->a->fatal) == 0)
+            atomic_store(&al->a->fatal, err);
         atomic_store(&al->want_listen, false);
         apply_listen(al);
+        ss__wakeup_signal(&al->server->wake);
         break;
     case SS__GET_LOG:
         ss__log(al->server, "libsockserver: get_request: %s", ss_strerror(err));
@@ -573,6 +580,7 @@ static int async_serve(ss_server *s, double poll_interval)
         return err;
     }
     al = &a->loops[0];
+    atomic_store(&a->fatal, 0);
     listen_all(a, true, false);
     next = ss__now() + interval;
     while (!ss__shutdown_requested(s)) {
@@ -582,6 +590,8 @@ static int async_serve(ss_server *s, double poll_interval)
             err = n;
             break;
         }
+        if ((err = atomic_exchange(&a->fatal, 0)) != 0)
+            break;
         if (al->accepted || ss__now() >= next) {
             al->accepted = false;
             s->ops.service_actions(s);
@@ -607,6 +617,8 @@ static int async_run_once(ss_server *s, double timeout)
     atomic_store(&al->want_listen, true);
     apply_listen(al);
     n = drive(al, timeout);
+    if ((err = atomic_exchange(&a->fatal, 0)) != 0)
+        n = err;
     /* Driven from outside: what is runnable, or due, must show on the
      * descriptor the other loop polls. */
     if (al->loop.timerfd >= 0) {
@@ -939,6 +951,7 @@ int ss_server_use_async(ss_server *s, const ss_async_options *options)
     a->opt = o;
     a->server = s;
     atomic_init(&a->requests, 0);
+    atomic_init(&a->fatal, 0);
     pthread_mutex_init(&a->lock, NULL);
     ss__cond_init_monotonic(&a->changed);
     /* cannot fail: it refuses only what the checks above refused, in the

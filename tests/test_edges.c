@@ -505,7 +505,7 @@ static void test_request_calls_refuse_bad_arguments(void **state)
 
 /* ---- get_request failures -------------------------------------------------- */
 
-static int failures_left, failure;
+static atomic_int failures_left, failure;
 
 static int failing_get_request(ss_server *s, ss_request **r)
 {
@@ -574,26 +574,71 @@ static void test_unexpected_get_request_error_is_logged_and_serving_goes_on(void
     }
 }
 
-/* A get_request error that says the socket is unusable ends serving. */
+/* True when serve_forever's thread ended by itself within `seconds`;
+ * otherwise the server is shut down (a hang guard) and the thread joined
+ * all the same. */
+static bool ended_within(served *sv, double seconds)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)seconds;
+    if (pthread_timedjoin_np(sv->thread, NULL, &until) == 0)
+        return true;
+    ss_server_shutdown(sv->server);
+    pthread_join(sv->thread, NULL);
+    return false;
+}
+
+/* A get_request error that says the socket is unusable ends serving, in
+ * every model that owns its loop: sync, async with one loop and with two
+ * (where a loop thread of its own meets the error). */
 static void test_fatal_get_request_error_ends_serve_forever(void **state)
 {
     ss_handler h = {.handle = echo_line_handle};
-    ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
-    int fd;
+    unsigned loops;
 
     (void)state;
-    assert_non_null(s);
-    ss_server_override(s, &(ss_server_ops){.get_request = failing_get_request});
-    failure = -ENOTSOCK;
-    failures_left = 1;
-    fd = client_connect(ss_server_address(s));
-    assert_true(fd >= 0);
-    assert_int_equal(ss_serve_forever(s, 0.05), -ENOTSOCK);
-    /* The same from handle_request: its error, no handle_timeout. */
-    failures_left = 1;
-    assert_int_equal(ss_handle_request(s), -ENOTSOCK);
-    close(fd);
-    ss_server_free(s);
+    for (loops = 0; loops <= 2; loops++) {
+        ss_server *s = ss_tcp_server_new("127.0.0.1:0", &h, NULL);
+        ss_async_options ao = {.loops = loops};
+        char line[16];
+        served sv;
+        int fd;
+
+        assert_non_null(s);
+        if (loops > 0)
+            assert_int_equal(ss_server_use_async(s, &ao), 0);
+        ss_server_override(s, &(ss_server_ops){.get_request =
+                                               failing_get_request});
+        failure = -ENOTSOCK;
+        failures_left = 1;
+        fd = client_connect(ss_server_address(s));
+        assert_true(fd >= 0);
+        /* serve_forever returns by itself; the shutdown after WAIT_LIMIT
+         * is only a hang guard, and would end it with 0 */
+        serve_in_thread(&sv, s, 0.05);
+        expect_true(ended_within(&sv, WAIT_LIMIT),
+                    "loops %u: serve_forever went on after the error",
+                    loops);
+        assert_int_equal(sv.rc, -ENOTSOCK);
+        /* The same from handle_request: its error, no handle_timeout
+         * (async: run_once with the server's timeout; one loop only). */
+        if (loops <= 1) {
+            failures_left = 1;
+            assert_int_equal(ss_handle_request(s), -ENOTSOCK);
+        }
+        /* Once the socket works again, serving again serves the client
+         * that waited. */
+        failures_left = 0;
+        assert_int_equal(send_all_fd(fd, "again\n", 6), 0);
+        serve_in_thread(&sv, s, 0.05);
+        assert_int_equal(recv_line(fd, line, sizeof line), 6);
+        assert_memory_equal(line, "again\n", 6);
+        stop_serving(&sv);
+        close(fd);
+        ss_server_free(s);
+    }
 }
 
 /* A timeout of more than a day is waited for in day-long polls. */
