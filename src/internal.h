@@ -379,7 +379,6 @@ int  ss__registry_shutdown_all(ss_server *s, int how);
  * the caller unrefs each and frees the array. Returns the count or -ENOMEM. */
 int  ss__registry_snapshot(ss_server *s, const ss_request *except,
                            ss_request ***out);
-int  ss__registry_count(ss_server *s);
 
 /* ---- the server -------------------------------------------------------- */
 

@@ -26,11 +26,6 @@ _Static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT &&
                EPOLLERR == POLLERR && EPOLLHUP == POLLHUP,
                "epoll and poll event bits differ");
 
-const char *ss__poller_kind(void)
-{
-    return "epoll";
-}
-
 int ss__poller_open(ss__loop *l)
 {
     l->pfd = epoll_create1(EPOLL_CLOEXEC);

@@ -20,11 +20,6 @@ typedef struct slot {
     uint64_t key;
 } slot;
 
-const char *ss__poller_kind(void)
-{
-    return "poll";
-}
-
 int ss__poller_open(ss__loop *l)
 {
     l->pfd = -1;

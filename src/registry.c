@@ -91,13 +91,3 @@ int ss__registry_snapshot(ss_server *s, const ss_request *except,
     *out = list;
     return n;
 }
-
-int ss__registry_count(ss_server *s)
-{
-    int n;
-
-    pthread_mutex_lock(&s->reg_lock);
-    n = s->reg_count;
-    pthread_mutex_unlock(&s->reg_lock);
-    return n;
-}

@@ -317,8 +317,6 @@ int  ss__poller_arm(ss__loop *l, int fd, uint32_t gen, short events);
 /* Wait at most timeout_ms (-1: no limit) and fill l->events: the count or
  * -errno. */
 int  ss__poller_wait(ss__loop *l, int timeout_ms);
-/* "epoll" or "poll". */
-const char *ss__poller_kind(void);
 
 /* Loops. */
 int  ss__loop_init(ss__loop *l, size_t stack_size, const ss__loop_hooks *h);
