@@ -75,6 +75,8 @@ static void track(const example *e, bool running)
         }
 }
 
+/* An example still running here was left by a failed test: stop it, and
+ * print what it logged, which usually says why the test failed. */
 int example_teardown(void **state)
 {
     size_t i;
@@ -82,8 +84,15 @@ int example_teardown(void **state)
     (void)state;
     for (i = 0; i < sizeof live / sizeof live[0]; i++)
         if (live[i].pid > 0) {
+            char *log;
+
             kill(live[i].pid, SIGKILL);
             waitpid(live[i].pid, NULL, 0);
+            log = read_file(live[i].log_path, NULL);
+            print_message("the example (pid %d) left running by the failed "
+                          "test logged:\n%s\n", (int)live[i].pid,
+                          log && log[0] ? log : "(nothing)");
+            free(log);
             unlink(live[i].log_path);
             live[i].pid = 0;
         }
