@@ -2146,7 +2146,43 @@ static int static_sites(uintptr_t *out, int max)
     return pclose(f) == 0 ? n : -1;
 }
 
-/* The calls the scenarios never reached, named by source line. */
+/* Why calls stay unreached, by the function making them (a function
+ * inlined into another shows under that one's name: both are listed). */
+static const struct {
+    const char *fn, *why;
+} unreached_why[] = {
+    {"wait_any", "a forking server waits for a child to end at "
+     "max_children, or at close: timing no scenario arranges"},
+    {"ss__poller_watch", "a descriptor registered already (EEXIST): none is"},
+    {"ss__poller_arm", "ss_wait_fd on a descriptor the loop does not own: "
+     "no handler here calls it"},
+    {"default_action", "the second SIGINT/SIGTERM, or one in a child: the "
+     "process dies of it"},
+    {"on_shutdown_signal", "the second SIGINT/SIGTERM, or one in a child: "
+     "the process dies of it"},
+    {"ss_server_shutdown_on_signals", "putting the saved handlers back (at "
+     "free, after a failure): cannot fail, and is not checked"},
+    {"altstack_key_create", "once per process: the warm-up makes it, before "
+     "anything is counted"},
+    {"altstack_release", "a thread's exit releasing the library's alternate "
+     "stack: none made where threads have one already (AddressSanitizer)"},
+    {"ss__stack_altstack_ensure", "undoing after a failure; all of it where "
+     "threads have an alternate stack already (AddressSanitizer)"},
+};
+
+static const char *why_unreached(const char *fn)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof unreached_why / sizeof *unreached_why; i++)
+        if (strcmp(unreached_why[i].fn, fn) == 0)
+            return unreached_why[i].why;
+    return NULL;
+}
+
+/* The calls the scenarios never reached, named by source line, with why
+ * when it is known, and whether the call was made while another failed
+ * (a failure path: only sites a recording reached are made to fail). */
 static void report_static(void)
 {
     static uintptr_t calls[MAX_SITES];
@@ -2160,19 +2196,25 @@ static void report_static(void)
     say("\ncalls to the wrapped functions in the library's code, never "
         "reached by a scenario:\n");
     for (i = 0; i < n; i++) {
-        bool r = false, fl = false;
+        bool r = false, fl = false, on_failure = false;
         const func *fn;
+        const char *why;
 
         for (j = 0; j < nsites; j++)
             if (sh->sites[j].ra == calls[i]) {
                 r = r || site_reached[j];
                 fl = fl || site_failed[j];
+                on_failure = true;
             }
         reached += r;
         failed += fl;
-        if (!r && (fn = lib_func(calls[i])))
-            say("  %s+0x%lx (%s)\n", fn->name,
-                (unsigned long)(calls[i] - fn->start), fn->file);
+        if (r || !(fn = lib_func(calls[i])))
+            continue;
+        why = why_unreached(fn->name);
+        say("  %s+0x%lx (%s)%s%s%s\n", fn->name,
+            (unsigned long)(calls[i] - fn->start), fn->file,
+            on_failure ? " [made only while another call failed]" : "",
+            why ? ": " : "", why ? why : "");
     }
     say("call sites in the library's code: %d; reached: %d; made to fail: "
         "%d\n", n, reached, failed);
