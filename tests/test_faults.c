@@ -836,6 +836,7 @@ typedef enum {
     K_BROADCAST,        /* the handler answers through a broadcast */
     K_BLOCKING,         /* the handler calls ss_run_blocking */
     K_RESTART,          /* a prefork worker dies and is started again */
+    K_HELD,             /* K_REQUEST, then closed while a handler runs */
     K_EMBED,            /* K_REQUEST, driven by the test's own poll() */
 } kind_id;
 typedef enum {
@@ -914,6 +915,7 @@ static const scenario scenarios[] = {
     {"run_blocking async", K_BLOCKING, T_TCP, M_ASYNC1, C_PLAIN},
     {"run_blocking async(loops=2)", K_BLOCKING, T_UDP, M_ASYNC2, C_PLAIN},
     {"prefork restart", K_RESTART, T_TCP, M_PREFORK, C_PLAIN},
+    {"close forking, a handler running", K_HELD, T_TCP, M_FORKING, C_PLAIN},
 };
 
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
@@ -1002,7 +1004,8 @@ static ss_server *construct(const scenario *sc, const char *address)
          ss_forking_unix_stream_server_new,
          ss_forking_unix_datagram_server_new},
     };
-    ss_server_options o = {0};
+    /* K_HELD: close waits a little for the handler, then ends it. */
+    ss_server_options o = {.close_timeout = sc->kind == K_HELD ? 0.05 : 0};
 
     return ctors[sc->ctor >= C_FD ? C_PLAIN : sc->ctor][sc->type](
         address, &handler, &o);
@@ -1632,6 +1635,39 @@ static void end_serving_run(const plan *p, int mode, run_result *res,
     free(log);
 }
 
+/* K_HELD: a client sends half a line and waits, its handler waiting for
+ * the rest when the server closes (which waits close_timeout for it, then
+ * ends it). The handler runs once the server accepted the connection (the
+ * serving loop starts it before it can see the shutdown). Returns the
+ * client's socket, or -1. */
+typedef struct accepted_since {
+    ss_server *s;
+    unsigned long long before;
+} accepted_since;
+
+static bool accepted_more(void *arg)
+{
+    accepted_since *a = arg;
+    ss_server_stats st;
+
+    return ss_server_get_stats(a->s, &st) == 0 && st.accepted > a->before;
+}
+
+static int hold_handler(ss_server *s)
+{
+    accepted_since a = {s, 0};
+    ss_server_stats st;
+    int fd;
+
+    if (ss_server_get_stats(s, &st) == 0)
+        a.before = st.accepted;
+    fd = client_connect(ss_server_address(s));
+    if (fd < 0 || send_all_fd(fd, "half a line", 11) < 0 ||
+        !wait_for(accepted_more, &a, WAIT_LIMIT))
+        problem("%s: no handler was left running for the close", run_name);
+    return fd;
+}
+
 /* A run of a serving scenario: build the server (no faults), then under
  * faults serve one request, and close and free; between the two, a
  * request without faults must be served. */
@@ -1645,7 +1681,7 @@ static void run_serving(const scenario *sc, const plan *p, int mode,
     bool serve_failed = false;
     ss_server *s;
     reply r;
-    int err;
+    int err, held = -1;
 
     snprintf(path, sizeof path, "%s",
              sc->type == T_UNIX_STREAM || sc->type == T_UNIX_DGRAM ? addr : "");
@@ -1692,12 +1728,16 @@ static void run_serving(const scenario *sc, const plan *p, int mode,
         problem("%s: the next request was not served (serve_forever: %s)",
                 run_name, st.running && !atomic_load(&st.done)
                 ? "running" : ss_strerror(st.rc));
+    if (sc->kind == K_HELD)
+        held = hold_handler(s);
 
     set_mode(mode, W_CLOSE);
     serve_stop(&st);
     ss_server_close(s);
     ss_server_free(s);
     set_mode(MODE_OFF, 0);
+    if (held >= 0)
+        close(held);
     end_serving_run(p, mode, res, &b, path, serve_failed);
 }
 
@@ -2151,8 +2191,6 @@ static int static_sites(uintptr_t *out, int max)
 static const struct {
     const char *fn, *why;
 } unreached_why[] = {
-    {"wait_any", "a forking server waits for a child to end at "
-     "max_children, or at close: timing no scenario arranges"},
     {"ss__poller_watch", "a descriptor registered already (EEXIST): none is"},
     {"ss__poller_arm", "ss_wait_fd on a descriptor the loop does not own: "
      "no handler here calls it"},
