@@ -279,12 +279,14 @@ typedef struct ss_server_options {   /* zero-initialised = defaults */
  * not handed out as "systemd" too), under a lock (several threads may
  * construct at once) and remembered, so that several servers (a TCP and a
  * UDP one from one .socket unit, say) each take theirs; a socket taken is
- * not handed out again, even after its server is freed. Variables for this process (LISTEN_PID is
- * getpid()) are then removed from the environment, so children never see
- * them; those of another process are left alone (and are looked at again
- * next time). A process forked after they were read has a process id of
- * its own: it finds no sockets passed to it (the variables are gone), and
- * one forked before they were read finds LISTEN_PID naming its parent.
+ * not handed out again, even after its server is freed. Variables for this
+ * process (LISTEN_PID is getpid()) are then removed from the environment, so
+ * children never see them; those of another process are left alone (and are
+ * looked at again next time), and so are this process's when reading them
+ * runs out of memory (ENOMEM: the next constructor reads them again). A
+ * process forked after they were read has a process id of its own: it finds
+ * no sockets passed to it (the variables are gone), and one forked before
+ * they were read finds LISTEN_PID naming its parent.
  * Removing the variables races with getenv in other threads, as
  * sd_listen_fds(1) does: construct before starting threads that read the
  * environment. Sockets passed but not taken are left as they are.

@@ -223,7 +223,8 @@ static int parse_count(const char *text)
 }
 
 /* Split LISTEN_FDNAMES: a name for each socket, "unknown" for those it
- * does not name (as systemd says when it has none). */
+ * does not name (as systemd says when it has none). -ENOMEM is not
+ * remembered: the caller forgets what was allocated. */
 static int parse_names(const char *text, int count)
 {
     char *p;
@@ -233,7 +234,7 @@ static int parse_names(const char *text, int count)
     listen_state.names = calloc((size_t)count, sizeof *listen_state.names);
     listen_state.taken = calloc((size_t)count, sizeof *listen_state.taken);
     if (!listen_state.names_buf || !listen_state.names || !listen_state.taken)
-        return remember_error(-ENOMEM, "systemd: reading LISTEN_FDNAMES");
+        return ss__error(-ENOMEM, "systemd: reading LISTEN_FDNAMES");
     p = text ? listen_state.names_buf : NULL;
     for (i = 0; i < count; i++) {
         char *colon = p ? strchr(p, ':') : NULL;
@@ -252,7 +253,7 @@ static int parse_names(const char *text, int count)
 static int read_environment(void)
 {
     const char *pid_text = getenv("LISTEN_PID");
-    char *fds = NULL, *names = NULL, *end;
+    char *end;
     pid_t self = getpid();
     long pid;
     int n;
@@ -275,22 +276,20 @@ static int read_environment(void)
         return ss__error(-EINVAL, "systemd: LISTEN_PID is not this process "
                          "(LISTEN_PID=%ld, this process is %ld)", pid,
                          (long)self);
-    /* Ours: consume them, so children never see them. */
-    if ((end = getenv("LISTEN_FDS")) && !(fds = strdup(end)))
-        return ss__error(-ENOMEM, "systemd: reading LISTEN_FDS");
-    if ((end = getenv("LISTEN_FDNAMES")) && !(names = strdup(end))) {
-        free(fds);
-        return ss__error(-ENOMEM, "systemd: reading LISTEN_FDNAMES");
+    /* Ours: read them, then consume them, so children never see them.
+     * Running out of memory consumes nothing: the next constructor reads
+     * them again (what is wrong with them is remembered). */
+    n = parse_count(getenv("LISTEN_FDS"));
+    if (n > 0 && parse_names(getenv("LISTEN_FDNAMES"), n) < 0) {
+        forget_state();
+        return -ENOMEM;
     }
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     listen_state.pid = self;
-    n = parse_count(fds);
-    if (n > 0 && parse_names(names, n) == 0)
+    if (n > 0)
         listen_state.count = n;
-    free(fds);
-    free(names);
     return listen_state.err ? listen_state.err : n;
 }
 

@@ -603,6 +603,17 @@ static int async_serve(ss_server *s, double poll_interval)
     return err;
 }
 
+/* Driven from outside: what is runnable, or due, must show on the
+ * descriptor the other loop polls. */
+static void show_pending(aloop *al)
+{
+    if (al->loop.timerfd < 0)
+        return;
+    if (al->loop.runq)
+        ss__loop_interrupt(&al->loop);
+    ss__loop_arm_timerfd(&al->loop);
+}
+
 static int async_run_once(ss_server *s, double timeout)
 {
     async *a = state(s);
@@ -619,13 +630,7 @@ static int async_run_once(ss_server *s, double timeout)
     n = drive(al, timeout);
     if ((err = atomic_exchange(&a->fatal, 0)) != 0)
         n = err;
-    /* Driven from outside: what is runnable, or due, must show on the
-     * descriptor the other loop polls. */
-    if (al->loop.timerfd >= 0) {
-        if (al->loop.runq)
-            ss__loop_interrupt(&al->loop);
-        ss__loop_arm_timerfd(&al->loop);
-    }
+    show_pending(al);
     return n;
 }
 
@@ -634,7 +639,7 @@ static int async_loop_fd(const ss_server *cs)
     ss_server *s = (ss_server *)cs;     /* the loops are made on demand */
     async *a = state(s);
     aloop *al;
-    int err;
+    int err, fd;
 
     if (a->opt.loops > 1)
         return -EINVAL;
@@ -645,7 +650,11 @@ static int async_loop_fd(const ss_server *cs)
     al = &a->loops[0];
     atomic_store(&al->want_listen, true);
     apply_listen(al);
-    return ss__loop_fd(&al->loop);
+    /* (a listener the poller could not take left a task that resumes
+     * accepting: runnable already) */
+    if ((fd = ss__loop_fd(&al->loop)) >= 0)
+        show_pending(al);
+    return fd;
 }
 
 /* ---- close and free --------------------------------------------------------- */

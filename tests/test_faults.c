@@ -32,12 +32,14 @@
  */
 #include "helpers.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -348,6 +350,8 @@ typedef struct shared {
 
 static shared *sh;
 static pid_t main_pid;
+static pid_t accounting_pid;    /* whose allocations are tracked: the test's,
+                                   or a systemd run's own process */
 static _Thread_local bool in_hook;
 
 /* The library's frames from the return address `ra` up. */
@@ -473,7 +477,7 @@ static atomic_int run_id;   /* 0: not tracking */
 static bool tracking(void)
 {
     return atomic_load_explicit(&run_id, memory_order_relaxed) != 0 &&
-           getpid() == main_pid;
+           getpid() == accounting_pid;
 }
 
 static size_t slot_of(uintptr_t p)
@@ -771,6 +775,7 @@ static char *problems;
 static size_t problems_len, problems_cap;
 static int problem_count;
 static int saved_stdout = -1;
+static int problem_pipe = -1;   /* in a run's own process: to the test's */
 static bool verbose;
 
 static void say(const char *fmt, ...) SS__PRINTF(1, 2);
@@ -802,6 +807,10 @@ static void problem(const char *fmt, ...)
         return;
     if ((size_t)n > sizeof line - 2)
         n = sizeof line - 2;
+    if (problem_pipe >= 0) {    /* the test's process reports it */
+        (void)!write(problem_pipe, line, (size_t)n + 1);    /* with its NUL */
+        return;
+    }
     line[n++] = '\n';
     if (problems_len + (size_t)n + 1 > problems_cap) {
         problems_cap = (problems_len + (size_t)n + 1) * 2;
@@ -827,15 +836,24 @@ typedef enum {
     K_BROADCAST,        /* the handler answers through a broadcast */
     K_BLOCKING,         /* the handler calls ss_run_blocking */
     K_RESTART,          /* a prefork worker dies and is started again */
+    K_HELD,             /* K_REQUEST, then closed while a handler runs */
+    K_EMBED,            /* K_REQUEST, driven by the test's own poll() */
 } kind_id;
-typedef enum { C_PLAIN, C_THREADING, C_FORKING } ctor_id;
+typedef enum {
+    C_PLAIN, C_THREADING, C_FORKING,
+    C_FD,               /* the plain one, on "fd:N": a socket the test made */
+    C_SYSTEMD,          /* the plain one, on sockets passed as systemd passes
+                           them, in a process of the run's own (the library
+                           reads them once per process): TCP on
+                           "systemd:web", UDP on "systemd" (no names) */
+} ctor_id;
 
 typedef struct scenario {
     const char *name;
     kind_id     kind;
     type_id     type;
     model_id    model;
-    ctor_id     ctor;       /* K_CONSTRUCT: which constructor */
+    ctor_id     ctor;       /* K_CONSTRUCT: which constructor, on what */
 } scenario;
 
 static const scenario scenarios[] = {
@@ -864,6 +882,10 @@ static const scenario scenarios[] = {
     {"construct + async", K_CONSTRUCT, T_UDP, M_ASYNC1, C_PLAIN},
     {"construct + shutdown_on_signals", K_CONSTRUCT, T_TCP, M_SIGNALS,
      C_PLAIN},
+    /* on inherited sockets */
+    {"construct tcp fd:N", K_CONSTRUCT, T_TCP, M_SYNC, C_FD},
+    {"construct tcp systemd:NAME", K_CONSTRUCT, T_TCP, M_SYNC, C_SYSTEMD},
+    {"construct udp systemd", K_CONSTRUCT, T_UDP, M_SYNC, C_SYSTEMD},
     /* a stream request and a datagram request in every model */
     {"tcp sync", K_REQUEST, T_TCP, M_SYNC, C_PLAIN},
     {"udp sync", K_REQUEST, T_UDP, M_SYNC, C_PLAIN},
@@ -882,6 +904,8 @@ static const scenario scenarios[] = {
     {"udp async", K_REQUEST, T_UDP, M_ASYNC1, C_PLAIN},
     {"tcp async(loops=2)", K_REQUEST, T_TCP, M_ASYNC2, C_PLAIN},
     {"udp async(loops=2)", K_REQUEST, T_UDP, M_ASYNC2, C_PLAIN},
+    /* an application's loop polls ss_server_loop_fd, calls run_once */
+    {"tcp async embedded", K_EMBED, T_TCP, M_ASYNC1, C_PLAIN},
     /* broadcast, ss_run_blocking, a prefork worker's restart */
     {"broadcast sync", K_BROADCAST, T_TCP, M_SYNC, C_PLAIN},
     {"broadcast threading", K_BROADCAST, T_TCP, M_THREADING, C_PLAIN},
@@ -891,6 +915,7 @@ static const scenario scenarios[] = {
     {"run_blocking async", K_BLOCKING, T_TCP, M_ASYNC1, C_PLAIN},
     {"run_blocking async(loops=2)", K_BLOCKING, T_UDP, M_ASYNC2, C_PLAIN},
     {"prefork restart", K_RESTART, T_TCP, M_PREFORK, C_PLAIN},
+    {"close forking, a handler running", K_HELD, T_TCP, M_FORKING, C_PLAIN},
 };
 
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
@@ -979,9 +1004,11 @@ static ss_server *construct(const scenario *sc, const char *address)
          ss_forking_unix_stream_server_new,
          ss_forking_unix_datagram_server_new},
     };
-    ss_server_options o = {0};
+    /* K_HELD: close waits a little for the handler, then ends it. */
+    ss_server_options o = {.close_timeout = sc->kind == K_HELD ? 0.05 : 0};
 
-    return ctors[sc->ctor][sc->type](address, &handler, &o);
+    return ctors[sc->ctor >= C_FD ? C_PLAIN : sc->ctor][sc->type](
+        address, &handler, &o);
 }
 
 static int use_model(ss_server *s, model_id m)
@@ -1167,16 +1194,32 @@ static bool no_children_fn(void *arg)
     return no_children();
 }
 
+/* The systemd variables, once read, are the process's for good (a socket
+ * taken stays taken): the blocks holding them (activation.c allocates
+ * nothing else) are no leak, when they are all there or none is. */
+#define SYSTEMD_STATE_BLOCKS 3
+
+static bool systemd_state(const block *bl)
+{
+    const func *fn = lib_func(bl->ra);
+
+    return current->ctor == C_SYSTEMD && fn &&
+           strcmp(fn->file, "activation.c") == 0;
+}
+
 /* Every block and mapping tracked in this run is gone. */
 static int check_blocks(const char *what)
 {
-    int run = atomic_load(&run_id), left = 0;
+    int run = atomic_load(&run_id), left = 0, kept = 0;
     size_t i;
 
     while (atomic_flag_test_and_set(&track_lock))
         ;
     for (i = 0; i < TRACK_SLOTS; i++)
-        if (tracked[i].p > 1 && tracked[i].run == run) {
+        if (tracked[i].p > 1 && tracked[i].run == run &&
+            systemd_state(&tracked[i])) {
+            kept++;
+        } else if (tracked[i].p > 1 && tracked[i].run == run) {
             char a[160], b[160];
 
             describe_address(tracked[i].ra, a, sizeof a);
@@ -1187,6 +1230,9 @@ static int check_blocks(const char *what)
             tracked[i].p = 1;   /* reported once */
         }
     atomic_flag_clear(&track_lock);
+    if (kept != 0 && kept != SYSTEMD_STATE_BLOCKS)
+        problem("%s: %d blocks of the systemd state kept, not %d or none",
+                what, kept, SYSTEMD_STATE_BLOCKS);
     return left;
 }
 
@@ -1267,6 +1313,77 @@ static bool sanitizer_report(const char *log)
            strstr(log, "killed by signal 7 ") ||
            strstr(log, "killed by signal 4 ") ||
            strstr(log, "killed by signal 8 ");
+}
+
+/* ---- inherited sockets ------------------------------------------------------- */
+
+#define LISTEN_FDS_START 3      /* SD_LISTEN_FDS_START */
+
+/* An inheritable socket on 127.0.0.1, port 0, bound (and listening, for a
+ * stream one), as a parent process or systemd passes it; -1 on failure. */
+static int passed_socket(int type)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, type, 0);
+
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&in, sizeof in) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 16) < 0)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Move *fd to a descriptor above those systemd passes. */
+static void move_up(int *fd)
+{
+    int moved;
+
+    if (*fd < 0 || *fd >= 10 || (moved = fcntl(*fd, F_DUPFD_CLOEXEC, 10)) < 0)
+        return;
+    close(*fd);
+    *fd = moved;
+}
+
+/* In a systemd run's process: the sockets at 3 and 4, as systemd passes
+ * them (3 a UDP socket, 4 a listening TCP socket), and the variables
+ * naming them, set again in every run's process (the library removes them
+ * once read); with `named`, LISTEN_FDNAMES names them "dns" and "web". The
+ * test's own descriptors there move up first. Returns the socket of
+ * `type`, or -1. */
+static int pass_as_systemd(type_id type, bool named)
+{
+    int dns = passed_socket(SOCK_DGRAM), web = passed_socket(SOCK_STREAM);
+    char pid[16];
+
+    move_up(&saved_stdout);
+    move_up(&saved_stderr);
+    move_up(&problem_pipe);
+    move_up(&dns);
+    move_up(&web);
+    if (dns < 10 || web < 10 || dup2(dns, LISTEN_FDS_START) < 0 ||
+        dup2(web, LISTEN_FDS_START + 1) < 0)
+        return -1;
+    close(dns);
+    close(web);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv("LISTEN_PID", pid, 1);
+    setenv("LISTEN_FDS", "2", 1);
+    if (named)
+        setenv("LISTEN_FDNAMES", "dns:web", 1);
+    return LISTEN_FDS_START + (type == T_TCP);
+}
+
+/* The descriptor flags and the file status flags of fd, in one number to
+ * compare; -1 when fd is not open. */
+static long fd_state(int fd)
+{
+    int d = fcntl(fd, F_GETFD), l = fcntl(fd, F_GETFL);
+
+    return d < 0 || l < 0 ? -1 : (long)d << 32 | (unsigned)l;
 }
 
 /* ---- plans and runs ------------------------------------------------------------ */
@@ -1487,6 +1604,70 @@ static bool two_workers(void *arg)
     return worker_pids(p, 8) == 2;
 }
 
+/* The end of a serving run, the server freed: nothing left, the failure
+ * reported, the request served when nothing failed. */
+static void end_serving_run(const plan *p, int mode, run_result *res,
+                            const baseline *b, const char *path,
+                            bool serve_failed)
+{
+    char *log;
+    int i;
+
+    check_leaks(run_name, b, path);
+    log = capture_end();
+    res->reported = serve_failed || atomic_load(&sh->handle_errors) > 0 ||
+                    strstr(log, "libsockserver") != NULL;
+    for (i = 0; i < MAX_PLAN; i++)
+        res->injected[i] = atomic_load(&sh->injected[i]) > 0;
+    if (sanitizer_report(log))
+        problem("%s: a sanitizer or a crash reported:\n%s", run_name, log);
+    if (mode == MODE_ARMED && (res->injected[0] || res->injected[1]) &&
+        !res->served_first && !res->reported && !silent_by_design(p, res))
+        problem("%s: the request was lost and nothing reported it",
+                run_name);
+    if (mode == MODE_RECORD && !res->served_first)
+        problem("%s: the request was not served without faults:\n%s",
+                run_name, log);
+    if (verbose)
+        say("  %s: %s%s\n", run_name,
+            res->served_first ? "served" : "not served",
+            res->reported ? ", reported" : "");
+    free(log);
+}
+
+/* K_HELD: a client sends half a line and waits, its handler waiting for
+ * the rest when the server closes (which waits close_timeout for it, then
+ * ends it). The handler runs once the server accepted the connection (the
+ * serving loop starts it before it can see the shutdown). Returns the
+ * client's socket, or -1. */
+typedef struct accepted_since {
+    ss_server *s;
+    unsigned long long before;
+} accepted_since;
+
+static bool accepted_more(void *arg)
+{
+    accepted_since *a = arg;
+    ss_server_stats st;
+
+    return ss_server_get_stats(a->s, &st) == 0 && st.accepted > a->before;
+}
+
+static int hold_handler(ss_server *s)
+{
+    accepted_since a = {s, 0};
+    ss_server_stats st;
+    int fd;
+
+    if (ss_server_get_stats(s, &st) == 0)
+        a.before = st.accepted;
+    fd = client_connect(ss_server_address(s));
+    if (fd < 0 || send_all_fd(fd, "half a line", 11) < 0 ||
+        !wait_for(accepted_more, &a, WAIT_LIMIT))
+        problem("%s: no handler was left running for the close", run_name);
+    return fd;
+}
+
 /* A run of a serving scenario: build the server (no faults), then under
  * faults serve one request, and close and free; between the two, a
  * request without faults must be served. */
@@ -1500,8 +1681,7 @@ static void run_serving(const scenario *sc, const plan *p, int mode,
     bool serve_failed = false;
     ss_server *s;
     reply r;
-    char *log;
-    int err;
+    int err, held = -1;
 
     snprintf(path, sizeof path, "%s",
              sc->type == T_UNIX_STREAM || sc->type == T_UNIX_DGRAM ? addr : "");
@@ -1548,52 +1728,170 @@ static void run_serving(const scenario *sc, const plan *p, int mode,
         problem("%s: the next request was not served (serve_forever: %s)",
                 run_name, st.running && !atomic_load(&st.done)
                 ? "running" : ss_strerror(st.rc));
+    if (sc->kind == K_HELD)
+        held = hold_handler(s);
 
     set_mode(mode, W_CLOSE);
     serve_stop(&st);
     ss_server_close(s);
     ss_server_free(s);
     set_mode(MODE_OFF, 0);
+    if (held >= 0)
+        close(held);
+    end_serving_run(p, mode, res, &b, path, serve_failed);
+}
 
-    check_leaks(run_name, &b, path);
-    log = capture_end();
-    res->reported = serve_failed || atomic_load(&sh->handle_errors) > 0 ||
-                    strstr(log, "libsockserver") != NULL;
-    for (err = 0; err < MAX_PLAN; err++)
-        res->injected[err] = atomic_load(&sh->injected[err]) > 0;
-    if (sanitizer_report(log))
-        problem("%s: a sanitizer or a crash reported:\n%s", run_name, log);
-    if (mode == MODE_ARMED && (res->injected[0] || res->injected[1]) &&
-        !res->served_first && !res->reported && !silent_by_design(p, res))
-        problem("%s: the request was lost and nothing reported it",
-                run_name);
-    if (mode == MODE_RECORD && !res->served_first)
-        problem("%s: the request was not served without faults:\n%s",
-                run_name, log);
-    if (verbose)
-        say("  %s: %s%s\n", run_name,
-            res->served_first ? "served" : "not served",
-            res->reported ? ", reported" : "");
-    free(log);
+/* ---- an application's own loop (K_EMBED) ------------------------------------- */
+
+/* One turn of the application's loop: poll the server's descriptor (fetched
+ * again after a failure, as an application would try again) for at most
+ * `ms`, and run the server once when it is readable. 1 when it ran, 0 when
+ * nothing was ready, or the error, reported (*failed). */
+static int embedded_turn(ss_server *s, int *lfd, int ms, bool *failed)
+{
+    struct pollfd pf;
+    int rc;
+
+    if (*lfd < 0 && (*lfd = ss_server_loop_fd(s)) < 0) {
+        *failed = true;
+        return *lfd;
+    }
+    pf = (struct pollfd){.fd = *lfd, .events = POLLIN};
+    if (poll(&pf, 1, ms) <= 0)
+        return 0;
+    if ((rc = ss_server_run_once(s, 0)) < 0) {
+        *failed = true;
+        return rc;
+    }
+    return 1;
+}
+
+/* A request to a server the test drives: the line in two parts, the second
+ * once the server has nothing left to do with the first, so that the
+ * handler waits for the rest (with its timeout: a timer of the loop).
+ * R_SERVED, or not; as in first_request, something reported ends the
+ * wait soon after. */
+static reply embedded_request(ss_server *s, int *lfd, bool *failed)
+{
+    exchange x;
+    reply r = R_TIMEOUT;
+    double end = now() + 10, reported_at = 0;
+    off_t log0 = captured_bytes();
+    size_t half;
+
+    memset(&x, 0, sizeof x);
+    make_message(&x);
+    if ((x.fd = client_connect(ss_server_address(s))) < 0) {
+        problem("%s: the client could not connect", run_name);
+        return R_REFUSED;
+    }
+    fcntl(x.fd, F_SETFL, O_NONBLOCK);
+    half = x.len / 2;
+    if (send_all_fd(x.fd, x.msg, half) == 0) {
+        while (now() < end && embedded_turn(s, lfd, 0, failed) > 0)
+            ;
+        /* (a server that failed may have closed the connection) */
+        (void)send_all_fd(x.fd, x.msg + half, x.len - half);
+    }
+    while (now() < end && (r = poll_reply(&x, 0)) == R_TIMEOUT) {
+        (void)embedded_turn(s, lfd, 10, failed);
+        if (!reported_at && (atomic_load(&sh->handle_errors) > 0 ||
+                             captured_bytes() > log0 || *failed))
+            reported_at = now();
+        if (reported_at && now() > reported_at + 0.1)
+            break;
+    }
+    end_exchange(&x);
+    return r;
+}
+
+/* Drive the server until its handlers are done (they only run when it is
+ * driven); false when one is not. */
+static bool embedded_quiet(ss_server *s, int *lfd, bool *failed)
+{
+    double end = now() + WAIT_LIMIT;
+
+    while (ss_server_active_handlers(s) > 0 && now() < end)
+        (void)embedded_turn(s, lfd, 10, failed);
+    return ss_server_active_handlers(s) == 0;
+}
+
+/* A run of an embedding scenario: as run_serving, but no serve_forever:
+ * the test's own poll() on ss_server_loop_fd, and ss_server_run_once. */
+static void run_embedded(const scenario *sc, const plan *p, int mode,
+                         run_result *res)
+{
+    baseline b;
+    bool failed = false;
+    ss_server *s;
+    int lfd = -1, err;
+
+    atomic_store(&run_id, atomic_load(&run_id) + 1);
+    capture_begin();
+    b = (baseline){count_fds(), count_threads()};
+    s = construct(sc, address_for(sc->type));
+    if (!s || (err = use_model(s, sc->model)) < 0) {
+        problem("%s: the server could not be built: %s", run_name,
+                s ? ss_strerror(err) : ss_last_error());
+        ss_server_free(s);
+        free(capture_end());
+        return;
+    }
+    install_hooks(s);
+
+    arm(p, mode);
+    set_mode(mode, W_SERVE);
+    res->served_first = embedded_request(s, &lfd, &failed) == R_SERVED;
+    if (!embedded_quiet(s, &lfd, &failed))
+        problem("%s: a handler did not finish", run_name);
+    set_mode(MODE_OFF, 0);
+
+    if (embedded_request(s, &lfd, &failed) != R_SERVED)
+        problem("%s: the next request was not served", run_name);
+    if (!embedded_quiet(s, &lfd, &failed))
+        problem("%s: a handler did not finish", run_name);
+
+    set_mode(mode, W_CLOSE);
+    ss_server_close(s);
+    ss_server_free(s);
+    set_mode(MODE_OFF, 0);
+    end_serving_run(p, mode, res, &b, "", failed);
 }
 
 /* A run of a construction scenario: the constructor and mix-in under
- * faults; a failure must leave nothing behind and say why; then the
+ * faults; a failure must leave nothing behind and say why (and an
+ * inherited socket open and as it was: the caller's still); then the
  * server is built again without faults and serves. */
 static void run_construct(const scenario *sc, const plan *p, int mode,
                           run_result *res)
 {
     server_thread st = {0};
     const char *addr = address_for(sc->type);
-    char path[128];
+    char path[128], ref[32];
     baseline b;
     ss_server *s;
-    int err = 0, saved;
+    int err = 0, saved, inherited = -1;
+    long state = 0;
     char *log;
 
     snprintf(path, sizeof path, "%s",
              sc->type == T_UNIX_STREAM || sc->type == T_UNIX_DGRAM ? addr : "");
     atomic_store(&run_id, atomic_load(&run_id) + 1);
+    /* The socket passed: the test's, until a server owns it. */
+    if (sc->ctor == C_FD || sc->ctor == C_SYSTEMD) {
+        inherited = sc->ctor == C_FD ? passed_socket(SOCK_STREAM)
+                                     : pass_as_systemd(sc->type,
+                                                       sc->type == T_TCP);
+        if (inherited < 0) {
+            problem("%s: the test could not make the socket it passes",
+                    run_name);
+            return;
+        }
+        snprintf(ref, sizeof ref, "fd:%d", inherited);
+        addr = sc->ctor == C_FD ? ref
+               : sc->type == T_TCP ? "systemd:web" : "systemd";
+        state = fd_state(inherited);
+    }
     capture_begin();
     b = (baseline){count_fds(), count_threads()};
     arm(p, mode);
@@ -1612,12 +1910,17 @@ static void run_construct(const scenario *sc, const plan *p, int mode,
         if (saved == 0 || ss_last_error()[0] == '\0')
             problem("%s: the constructor failed with errno %d and message "
                     "'%s'", run_name, saved, ss_last_error());
+        if (inherited >= 0 && fd_state(inherited) != state)
+            problem("%s: the failed constructor did not leave the socket "
+                    "passed (fd %d) open and as it was", run_name, inherited);
         /* Nothing left behind, right away. */
         check_leaks(run_name, &b, path);
         s = construct(sc, addr);
         if (!s) {
             problem("%s: the constructor fails again without faults: %s",
                     run_name, ss_last_error());
+            if (inherited >= 0)
+                close(inherited);
             free(capture_end());
             return;
         }
@@ -1633,6 +1936,11 @@ static void run_construct(const scenario *sc, const plan *p, int mode,
         free(capture_end());
         return;
     }
+    if (inherited >= 0)
+        b.fds--;            /* the server's now: ss_server_free closes it */
+    if (sc->ctor == C_SYSTEMD && getenv("LISTEN_PID"))
+        problem("%s: LISTEN_PID is still set, after a server took a socket "
+                "it passed", run_name);
     install_hooks(s);
     serve_start(&st, s);
     res->served_first = next_request(sc, s, &st);
@@ -1650,6 +1958,53 @@ static void run_construct(const scenario *sc, const plan *p, int mode,
     free(log);
 }
 
+/* A run in a process of its own (C_SYSTEMD): the library reads the
+ * systemd variables once per process, so each run must be a process's
+ * first. Its sites are counted in the shared memory, its blocks by the
+ * process itself; its problems come back through a pipe. */
+static void run_forked(const scenario *sc, const plan *p, int mode,
+                       run_result *res)
+{
+    char buf[4096], *text = NULL;
+    size_t len = 0;
+    ssize_t n;
+    int fds[2], status, i;
+    pid_t pid;
+
+    if (pipe(fds) < 0 || (pid = fork()) < 0) {
+        problem("%s: the test could not start the run's process", run_name);
+        return;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        problem_pipe = fds[1];
+        accounting_pid = getpid();
+        alarm(120);
+        run_construct(sc, p, mode, res);
+        _exit(0);
+    }
+    close(fds[1]);
+    while ((n = read(fds[0], buf, sizeof buf)) > 0 ||
+           (n < 0 && errno == EINTR)) {
+        if (n < 0)
+            continue;
+        text = realloc(text, len + (size_t)n);
+        memcpy(text + len, buf, (size_t)n);
+        len += (size_t)n;
+    }
+    close(fds[0]);
+    for (i = 0; (size_t)i < len; i += (int)strlen(text + i) + 1)
+        problem("%s", text + i);        /* each ends with its NUL */
+    free(text);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        problem("%s: the run's process ended with status 0x%x", run_name,
+                status);
+    for (i = 0; i < MAX_PLAN; i++)
+        res->injected[i] = atomic_load(&sh->injected[i]) > 0;
+}
+
 static struct sigaction segv_before, bus_before;
 
 static void run(const scenario *sc, const plan *p, int mode, run_result *res)
@@ -1665,8 +2020,12 @@ static void run(const scenario *sc, const plan *p, int mode, run_result *res)
     current = sc;
     name_run(sc, p);
     alarm(120);
-    if (sc->kind == K_CONSTRUCT)
+    if (sc->ctor == C_SYSTEMD)
+        run_forked(sc, p, mode, res);
+    else if (sc->kind == K_CONSTRUCT)
         run_construct(sc, p, mode, res);
+    else if (sc->kind == K_EMBED)
+        run_embedded(sc, p, mode, res);
     else
         run_serving(sc, p, mode, res);
     alarm(0);
@@ -1827,7 +2186,41 @@ static int static_sites(uintptr_t *out, int max)
     return pclose(f) == 0 ? n : -1;
 }
 
-/* The calls the scenarios never reached, named by source line. */
+/* Why calls stay unreached, by the function making them (a function
+ * inlined into another shows under that one's name: both are listed). */
+static const struct {
+    const char *fn, *why;
+} unreached_why[] = {
+    {"ss__poller_watch", "a descriptor registered already (EEXIST): none is"},
+    {"ss__poller_arm", "ss_wait_fd on a descriptor the loop does not own: "
+     "no handler here calls it"},
+    {"default_action", "the second SIGINT/SIGTERM, or one in a child: the "
+     "process dies of it"},
+    {"on_shutdown_signal", "the second SIGINT/SIGTERM, or one in a child: "
+     "the process dies of it"},
+    {"ss_server_shutdown_on_signals", "putting the saved handlers back (at "
+     "free, after a failure): cannot fail, and is not checked"},
+    {"altstack_key_create", "once per process: the warm-up makes it, before "
+     "anything is counted"},
+    {"altstack_release", "a thread's exit releasing the library's alternate "
+     "stack: none made where threads have one already (AddressSanitizer)"},
+    {"ss__stack_altstack_ensure", "undoing after a failure; all of it where "
+     "threads have an alternate stack already (AddressSanitizer)"},
+};
+
+static const char *why_unreached(const char *fn)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof unreached_why / sizeof *unreached_why; i++)
+        if (strcmp(unreached_why[i].fn, fn) == 0)
+            return unreached_why[i].why;
+    return NULL;
+}
+
+/* The calls the scenarios never reached, named by source line, with why
+ * when it is known, and whether the call was made while another failed
+ * (a failure path: only sites a recording reached are made to fail). */
 static void report_static(void)
 {
     static uintptr_t calls[MAX_SITES];
@@ -1841,19 +2234,25 @@ static void report_static(void)
     say("\ncalls to the wrapped functions in the library's code, never "
         "reached by a scenario:\n");
     for (i = 0; i < n; i++) {
-        bool r = false, fl = false;
+        bool r = false, fl = false, on_failure = false;
         const func *fn;
+        const char *why;
 
         for (j = 0; j < nsites; j++)
             if (sh->sites[j].ra == calls[i]) {
                 r = r || site_reached[j];
                 fl = fl || site_failed[j];
+                on_failure = true;
             }
         reached += r;
         failed += fl;
-        if (!r && (fn = lib_func(calls[i])))
-            say("  %s+0x%lx (%s)\n", fn->name,
-                (unsigned long)(calls[i] - fn->start), fn->file);
+        if (r || !(fn = lib_func(calls[i])))
+            continue;
+        why = why_unreached(fn->name);
+        say("  %s+0x%lx (%s)%s%s%s\n", fn->name,
+            (unsigned long)(calls[i] - fn->start), fn->file,
+            on_failure ? " [made only while another call failed]" : "",
+            why ? ": " : "", why ? why : "");
     }
     say("call sites in the library's code: %d; reached: %d; made to fail: "
         "%d\n", n, reached, failed);
@@ -1977,7 +2376,7 @@ int main(void)
 
     verbose = v && *v && strcmp(v, "0") != 0;
     only = getenv("SS_FAULTS_SCENARIO");
-    main_pid = getpid();
+    main_pid = accounting_pid = getpid();
     signal(SIGPIPE, SIG_IGN);
     sigaction(SIGALRM, &sa, NULL);
     saved_stdout = dup(STDOUT_FILENO);
