@@ -75,6 +75,9 @@ int count_threads(void);
 /* Wait (bounded) until the count returns to `baseline`; returns the count. */
 int settle_fds(int baseline);
 int settle_threads(int baseline);
+/* This process's live children (those of every thread; zombies left
+ * out): up to max pids to out; returns how many. */
+int live_children(pid_t *out, int max);
 /* Reap children already exited; count of children reaped. */
 int reap_zombies(void);
 

@@ -33,7 +33,6 @@
 #include "helpers.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
@@ -1569,39 +1568,12 @@ static bool quiet_fn(void *arg)
     return ss_server_active_handlers(arg) == 0;
 }
 
-/* The prefork workers: children of this process's threads. */
-static int worker_pids(pid_t *out, int max)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    int n = 0;
-
-    if (!d)
-        return 0;
-    while ((e = readdir(d)) && n < max) {
-        char path[300];
-        FILE *f;
-        int pid;
-
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
-        if (!(f = fopen(path, "r")))
-            continue;
-        while (n < max && fscanf(f, "%d", &pid) == 1)
-            out[n++] = pid;
-        fclose(f);
-    }
-    closedir(d);
-    return n;
-}
-
 static bool two_workers(void *arg)
 {
     pid_t p[8];
 
     (void)arg;
-    return worker_pids(p, 8) == 2;
+    return live_children(p, 8) == 2;
 }
 
 /* The end of a serving run, the server freed: nothing left, the failure
@@ -1668,6 +1640,30 @@ static int hold_handler(ss_server *s)
     return fd;
 }
 
+/* The start of a serving run: a new run, stderr captured, the baseline
+ * taken, the server built without faults. NULL (reported, capture ended)
+ * when it cannot be built. */
+static ss_server *serving_begin(const scenario *sc, const char *addr,
+                                baseline *b)
+{
+    ss_server *s;
+    int err = 0;
+
+    atomic_store(&run_id, atomic_load(&run_id) + 1);
+    capture_begin();
+    *b = (baseline){count_fds(), count_threads()};
+    s = construct(sc, addr);
+    if (!s || (err = use_model(s, sc->model)) < 0) {
+        problem("%s: the server could not be built: %s", run_name,
+                s ? ss_strerror(err) : ss_last_error());
+        ss_server_free(s);
+        free(capture_end());
+        return NULL;
+    }
+    install_hooks(s);
+    return s;
+}
+
 /* A run of a serving scenario: build the server (no faults), then under
  * faults serve one request, and close and free; between the two, a
  * request without faults must be served. */
@@ -1681,22 +1677,12 @@ static void run_serving(const scenario *sc, const plan *p, int mode,
     bool serve_failed = false;
     ss_server *s;
     reply r;
-    int err, held = -1;
+    int held = -1;
 
     snprintf(path, sizeof path, "%s",
              sc->type == T_UNIX_STREAM || sc->type == T_UNIX_DGRAM ? addr : "");
-    atomic_store(&run_id, atomic_load(&run_id) + 1);
-    capture_begin();
-    b = (baseline){count_fds(), count_threads()};
-    s = construct(sc, addr);
-    if (!s || (err = use_model(s, sc->model)) < 0) {
-        problem("%s: the server could not be built: %s", run_name,
-                s ? ss_strerror(err) : ss_last_error());
-        ss_server_free(s);
-        free(capture_end());
+    if (!(s = serving_begin(sc, addr, &b)))
         return;
-    }
-    install_hooks(s);
 
     arm(p, mode);
     set_mode(mode, W_SERVE);
@@ -1708,7 +1694,7 @@ static void run_serving(const scenario *sc, const plan *p, int mode,
          * back-off of a young death). A worker whose start failed is
          * retried only 5 s later: the one left is killed then. */
         (void)wait_for(two_workers, NULL, 1.0);
-        if (worker_pids(pids, 8) > 0)
+        if (live_children(pids, 8) > 0)
             kill(pids[0], SIGKILL);
         sleep_ms(20);
         (void)wait_for(two_workers, NULL, 1.0);
@@ -1824,20 +1810,10 @@ static void run_embedded(const scenario *sc, const plan *p, int mode,
     baseline b;
     bool failed = false;
     ss_server *s;
-    int lfd = -1, err;
+    int lfd = -1;
 
-    atomic_store(&run_id, atomic_load(&run_id) + 1);
-    capture_begin();
-    b = (baseline){count_fds(), count_threads()};
-    s = construct(sc, address_for(sc->type));
-    if (!s || (err = use_model(s, sc->model)) < 0) {
-        problem("%s: the server could not be built: %s", run_name,
-                s ? ss_strerror(err) : ss_last_error());
-        ss_server_free(s);
-        free(capture_end());
+    if (!(s = serving_begin(sc, address_for(sc->type), &b)))
         return;
-    }
-    install_hooks(s);
 
     arm(p, mode);
     set_mode(mode, W_SERVE);

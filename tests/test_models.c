@@ -6,7 +6,6 @@
  */
 #include "helpers.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -647,52 +646,6 @@ static bool known(const pid_t *pids, int n, pid_t pid)
         if (pids[i] == pid)
             return true;
     return false;
-}
-
-/* This process's live children (the prefork workers: the supervisor is a
- * thread of ours, so they are children of some task of this process),
- * zombies left out. Up to max pids go to out; returns how many. */
-static int live_children(pid_t *out, int max)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    int n = 0;
-
-    if (!d)
-        return 0;
-    while ((e = readdir(d)) && n < max) {
-        char path[300], stat[300];
-        FILE *f;
-        int pid;
-
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
-        if (!(f = fopen(path, "r")))
-            continue;
-        while (n < max && fscanf(f, "%d", &pid) == 1) {
-            FILE *sf;
-            char state = '?';
-
-            snprintf(stat, sizeof stat, "/proc/%d/stat", pid);
-            if ((sf = fopen(stat, "r"))) {
-                /* "pid (comm) S ...": the state follows the last ')' */
-                char buf[512];
-                size_t len = fread(buf, 1, sizeof buf - 1, sf);
-                char *p;
-
-                buf[len] = '\0';
-                if ((p = strrchr(buf, ')')) && p[1] == ' ')
-                    state = p[2];
-                fclose(sf);
-            }
-            if (state != 'Z' && state != '?')
-                out[n++] = pid;
-        }
-        fclose(f);
-    }
-    closedir(d);
-    return n;
 }
 
 typedef struct workers_wanted {
