@@ -764,7 +764,12 @@ static int async_active(const ss_server *s)
 /* ---- broadcast ------------------------------------------------------------ */
 
 /* One broadcast: its receivers are sent to by tasks on their own loops;
- * the sender waits for them all (a task parks, a thread sleeps). */
+ * the sender waits for them all (a task parks, a thread sleeps). It lives
+ * on the sender's stack, so the sender returns only once told, by the
+ * last job, that no loop touches it any more: `finished` is set by that
+ * job itself on the sender's own loop or thread, or by the post it sends
+ * there (wake_sender), never seen through `pending` alone, which the last
+ * job clears before it posts. */
 typedef struct bcast {
     const void      *buf;
     size_t           len;
@@ -775,7 +780,7 @@ typedef struct bcast {
     ss__post         done;
     pthread_mutex_t  lock;      /* a thread waits */
     pthread_cond_t   cond;
-    bool             finished;
+    bool             finished;  /* a task's: on its loop; a thread's: locked */
 } bcast;
 
 typedef struct bjob {
@@ -789,6 +794,7 @@ static void wake_sender(ss__loop *l, ss__post *p)
     bcast *b = (bcast *)((char *)p - offsetof(bcast, done));
 
     (void)l;
+    b->finished = true;
     ss__task_wake(b->waiter, 0);
 }
 
@@ -804,7 +810,7 @@ static void job_done(bjob *j, int err)
         return;
     if (b->waiter) {
         if (ss__loop_running() == b->waiter->loop)
-            ss__task_wake(b->waiter, 0);
+            wake_sender(NULL, &b->done);
         else
             ss__loop_post(b->waiter->loop, &b->done);
         return;
@@ -836,7 +842,7 @@ static void wait_for_jobs(bcast *b)
 {
     if (b->waiter) {
         b->waiter->uncancellable = true;
-        while (atomic_load(&b->pending) > 0)
+        while (!b->finished)
             (void)ss__task_park(b->waiter, NULL, -1, 0);
         b->waiter->uncancellable = false;
         return;

@@ -864,6 +864,59 @@ static void test_two_loops_keep_each_request_on_its_loop(void **state)
 
 /* ---- broadcast ----------------------------------------------------------------- */
 
+/* Connections on both of two loops: the first handler to start holds its
+ * loop (spins, not yielding) until `hold_for` more handlers have started,
+ * so the other loop accepts those. Each handler's thread is kept, in
+ * start order. */
+enum { SPLIT_MAX = 64 };
+
+static struct {
+    int               hold_for;
+    atomic_int        started;
+    atomic_uintptr_t  thread[SPLIT_MAX];
+} split;
+
+static void split_reset(int hold_for)
+{
+    int i;
+
+    split.hold_for = hold_for;
+    atomic_store(&split.started, 0);
+    for (i = 0; i < SPLIT_MAX; i++)
+        atomic_store(&split.thread[i], 0);
+}
+
+/* A handler's first call; returns its start order. */
+static int split_loops(void)
+{
+    int me = atomic_fetch_add(&split.started, 1);
+    double end = now() + WAIT_LIMIT;
+
+    if (me < SPLIT_MAX)
+        atomic_store(&split.thread[me], (uintptr_t)pthread_self());
+    if (me == 0)
+        while (atomic_load(&split.started) < 1 + split.hold_for &&
+               now() < end)
+            ;
+    return me;
+}
+
+static bool split_started(void *arg)
+{
+    return atomic_load(&split.started) >= *(int *)arg;
+}
+
+/* How many of the first n handlers ran on the first one's thread. */
+static int on_first_loop(int n)
+{
+    uintptr_t first = atomic_load(&split.thread[0]);
+    int i, same = 0;
+
+    for (i = 0; i < n && i < SPLIT_MAX; i++)
+        same += atomic_load(&split.thread[i]) == first;
+    return same;
+}
+
 static int chat(ss_request *r, const ss_address *c, ss_server *s)
 {
     char line[1100];
@@ -875,25 +928,37 @@ static int chat(ss_request *r, const ss_address *c, ss_server *s)
     return 0;
 }
 
+static int chat_on_two_loops(ss_request *r, const ss_address *c,
+                             ss_server *s)
+{
+    split_loops();
+    return chat(r, c, s);
+}
+
 static void test_broadcast_reaches_every_other_client_across_loops(void **state)
 {
     enum { N = 12 };
-    ss_handler h = {.handle = chat};
+    ss_handler h = {.handle = chat_on_two_loops};
     ss_async_options ao = {.loops = 2};
     ss_server *s = async_server(ss_tcp_server_new, "127.0.0.1:0", &h, NULL,
                                 &ao);
     served sv;
-    int fd[N], i, j;
+    int fd[N], i, j, one = 1, n = N;
     char msg[64];
 
     (void)state;
+    split_reset(N / 2);
     serve_in_thread(&sv, s, 0.05);
-    for (i = 0; i < N; i++)
+    for (i = 0; i < N; i++) {
         fd[i] = client_connect(ss_server_address(s));
-    /* Wait until every handler is registered: the server counts them. */
-    for (i = 0; i < 200 && ss_server_active_handlers(s) < N; i++)
-        sleep_ms(5);
-    assert_int_equal(ss_server_active_handlers(s), N);
+        if (i == 0)     /* accepted, and holding its loop */
+            expect_true(wait_for(split_started, &one, WAIT_LIMIT),
+                        "the first handler never started");
+    }
+    expect_true(wait_for(split_started, &n, WAIT_LIMIT), "%d of %d handlers "
+                "started", atomic_load(&split.started), N);
+    expect_true(on_first_loop(N) <= N / 2, "%d of %d clients on one loop",
+                on_first_loop(N), N);
     for (i = 0; i < N; i++) {
         snprintf(msg, sizeof msg, "from %d\n", i);
         say(fd[i], msg);
@@ -904,6 +969,103 @@ static void test_broadcast_reaches_every_other_client_across_loops(void **state)
     }
     for (i = 0; i < N; i++)
         close(fd[i]);
+    stop_serving(&sv);
+    ss_server_free(s);
+}
+
+/* A sender's broadcast lives on its coroutine stack; the receivers' loops
+ * must be done with it when ss_server_broadcast returns. The sender holds
+ * its loop while the receivers connect (split_loops), so they are on the
+ * other loop; then a "storm K" line makes it broadcast K times, and after
+ * each scribble over the stack the broadcast used and let its loop turn:
+ * had a receiver's loop still held the finished broadcast (its notice to
+ * the sender queued, or about to be), the sender's loop would run
+ * garbage. Successive broadcasts alternate between two stack depths, so a
+ * stale one is never quietly overwritten by the next. */
+enum { STORM_RECEIVERS = 2 };
+
+static __attribute__((noinline)) void scribble_and_yield(ss_request *r)
+{
+    volatile char junk[4096];
+    size_t i;
+
+    for (i = 0; i < sizeof junk; i++)
+        junk[i] = (char)0xa5;
+    ss_sleep(r, 0);
+}
+
+static __attribute__((noinline)) int broadcast_deeper(ss_server *s,
+                                                      ss_request *r)
+{
+    volatile char pad[1024];
+
+    pad[0] = 0;
+    return ss_server_broadcast(s, "x\n", 2, r) + pad[0];
+}
+
+static int storm(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[64];
+    long reached = 0;
+    int i, k;
+
+    (void)c;
+    if (split_loops() > 0) {            /* a receiver: silent, then gone */
+        while (ss_readline(r, line, sizeof line) > 0)
+            ;
+        return 0;
+    }
+    if (ss_readline(r, line, sizeof line) <= 0 ||
+        sscanf(line, "storm %d", &k) != 1)
+        return -1;
+    for (i = 0; i < k; i++) {
+        reached += i % 2 ? broadcast_deeper(s, r)
+                         : ss_server_broadcast(s, "x\n", 2, r);
+        scribble_and_yield(r);
+    }
+    ss_printf(r, "reached %ld\n", reached);
+    while (ss_readline(r, line, sizeof line) > 0)
+        ;
+    return 0;
+}
+
+static void test_broadcast_storm_across_loops(void **state)
+{
+    enum { K = 20000 };
+    ss_handler h = {.handle = storm, .timeout = WAIT_LIMIT * 10};
+    ss_async_options ao = {.loops = 2};
+    ss_server *s = async_server(ss_tcp_server_new, "127.0.0.1:0", &h, NULL,
+                                &ao);
+    int rx[STORM_RECEIVERS], tx, i, one = 1;
+    char want[64], *got = malloc(2 * K + 1);
+    served sv;
+
+    (void)state;
+    assert_non_null(got);
+    split_reset(STORM_RECEIVERS);
+    serve_in_thread(&sv, s, 0.05);
+    tx = client_connect(ss_server_address(s));
+    expect_true(wait_for(split_started, &one, WAIT_LIMIT),
+                "the sender's handler never started");
+    for (i = 0; i < STORM_RECEIVERS; i++)
+        rx[i] = client_connect(ss_server_address(s));
+    snprintf(want, sizeof want, "storm %d\n", K);
+    say(tx, want);
+    snprintf(want, sizeof want, "reached %d\n", K * STORM_RECEIVERS);
+    expect_line(tx, want);
+    expect_true(on_first_loop(1 + STORM_RECEIVERS) == 1, "receivers on the "
+                "sender's loop: %d", on_first_loop(1 + STORM_RECEIVERS) - 1);
+    for (i = 0; i < STORM_RECEIVERS; i++) {
+        expect_true(recv_exact(rx[i], got, 2 * K) == 2 * K,
+                    "receiver %d: fewer than %d bytes", i, 2 * K);
+        got[2 * K] = '\0';
+        expect_true(strspn(got, "x\n") == 2 * K && quiet(rx[i], 20),
+                    "receiver %d heard something else", i);
+    }
+    for (i = 0; i < STORM_RECEIVERS; i++)
+        close(rx[i]);
+    close(tx);
+    free(got);
     stop_serving(&sv);
     ss_server_free(s);
 }
@@ -1421,6 +1583,7 @@ int main(void)
         TEST(test_two_loops_keep_each_request_on_its_loop),
         TEST(test_broadcast_reaches_every_other_client_across_loops),
         TEST(test_broadcast_from_another_thread),
+        TEST(test_broadcast_storm_across_loops),
         TEST(test_a_stalled_receiver_never_stalls_the_room),
         TEST(test_deep_stack_use_within_stack_size),
         TEST(test_a_stack_overflow_names_the_request_before_dying),
