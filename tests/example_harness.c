@@ -75,8 +75,26 @@ static void track(const example *e, bool running)
         }
 }
 
-/* An example still running here was left by a failed test: stop it, and
- * print what it logged, which usually says why the test failed. */
+/* How an example the harness did not stop had ended, or "still running". */
+static void describe_end(pid_t pid, char *out, size_t size)
+{
+    int status;
+
+    if (waitpid(pid, &status, WNOHANG) != pid) {
+        snprintf(out, size, "still running");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    } else if (WIFSIGNALED(status)) {
+        snprintf(out, size, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(out, size, "exited with status %d", WEXITSTATUS(status));
+    }
+}
+
+/* An example left by a failed test: stop it, and print how it had ended
+ * (a crash shows here) and what it logged, which usually says why the
+ * test failed. */
 int example_teardown(void **state)
 {
     size_t i;
@@ -84,13 +102,12 @@ int example_teardown(void **state)
     (void)state;
     for (i = 0; i < sizeof live / sizeof live[0]; i++)
         if (live[i].pid > 0) {
-            char *log;
+            char *log, end[96];
 
-            kill(live[i].pid, SIGKILL);
-            waitpid(live[i].pid, NULL, 0);
+            describe_end(live[i].pid, end, sizeof end);
             log = read_file(live[i].log_path, NULL);
-            print_message("the example (pid %d) left running by the failed "
-                          "test logged:\n%s\n", (int)live[i].pid,
+            print_message("the example (pid %d) left by the failed test, "
+                          "%s, logged:\n%s\n", (int)live[i].pid, end,
                           log && log[0] ? log : "(nothing)");
             free(log);
             unlink(live[i].log_path);
