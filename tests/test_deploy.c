@@ -190,6 +190,17 @@ static bool failed_once(void *arg)
     return ss_server_get_stats(arg, &st) == 0 && st.failed >= 1;
 }
 
+/* The end of a client: a half-close first. The server runs in this
+ * process, so a process it forks (a prefork worker started late, a forked
+ * handler) holds copies of the client sockets open at that moment; only
+ * the FIN of shutdown() then ends the server's side. Without it, both
+ * prefork workers waited for ever on connections the test had closed. */
+static void hang_up(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
 static void check_proxy_model(model m)
 {
     ss_server *s = proxy_server(m, 2.0);
@@ -211,7 +222,7 @@ static void check_proxy_model(model m)
              "127.0.0.1:%d\n", local_port(fd));
     expect_line(fd, want);
     expect_line(fd, "hello\n");
-    close(fd);
+    hang_up(fd);
 
     /* v2 over IPv4, one byte at a time */
     fd = client_connect(ss_server_address(s));
@@ -221,7 +232,7 @@ static void check_proxy_model(model m)
     snprintf(want, sizeof want, "client 192.0.2.7:12345 peer 127.0.0.1:%d\n",
              local_port(fd));
     expect_line(fd, want);
-    close(fd);
+    hang_up(fd);
 
     /* LOCAL (a health check) keeps the peer's address */
     fd = client_connect(ss_server_address(s));
@@ -230,7 +241,7 @@ static void check_proxy_model(model m)
     snprintf(want, sizeof want, "client 127.0.0.1:%d peer 127.0.0.1:%d\n",
              local_port(fd), local_port(fd));
     expect_line(fd, want);
-    close(fd);
+    hang_up(fd);
 
     /* UNKNOWN likewise */
     fd = client_connect(ss_server_address(s));
@@ -238,21 +249,21 @@ static void check_proxy_model(model m)
     snprintf(want, sizeof want, "client 127.0.0.1:%d peer 127.0.0.1:%d\n",
              local_port(fd), local_port(fd));
     expect_line(fd, want);
-    close(fd);
+    hang_up(fd);
 
     /* verify_request sees the real client: 10/8 is refused */
     fd = client_connect(ss_server_address(s));
     snprintf(line, sizeof line, "PROXY TCP4 10.1.2.3 192.0.2.1 1 2\r\n");
     say(fd, line, strlen(line));
     expect_closed(fd);
-    close(fd);
+    hang_up(fd);
 
     /* garbage: -EPROTO (in this process, or a child's: counted in the
      * shared statistics either way), closed, nothing handled */
     fd = client_connect(ss_server_address(s));
     say_str(fd, "GET / HTTP/1.0\r\n\r\n");
     expect_closed(fd);
-    close(fd);
+    hang_up(fd);
     expect_true(wait_for(failed_once, s, WAIT_LIMIT), "%s: no error reported",
                 model_name[m]);
     expect_true(m == FORKING || m == PREFORK ||
@@ -267,7 +278,7 @@ static void check_proxy_model(model m)
              local_port(fd));
     expect_line(fd, want);
     expect_line(fd, "ok\n");
-    close(fd);
+    hang_up(fd);
     stop_serving(&sv);
     ss_server_free(s);
 }
