@@ -75,8 +75,9 @@ static void track(const example *e, bool running)
         }
 }
 
-/* How an example the harness did not stop had ended, or "still running". */
-static void describe_end(pid_t pid, char *out, size_t size)
+/* Stop an example the harness did not stop; out says how it had ended
+ * ("still running" when it had not). */
+static void end_left_over(pid_t pid, char *out, size_t size)
 {
     int status;
 
@@ -104,7 +105,7 @@ int example_teardown(void **state)
         if (live[i].pid > 0) {
             char *log, end[96];
 
-            describe_end(live[i].pid, end, sizeof end);
+            end_left_over(live[i].pid, end, sizeof end);
             log = read_file(live[i].log_path, NULL);
             print_message("the example (pid %d) left by the failed test, "
                           "%s, logged:\n%s\n", (int)live[i].pid, end,

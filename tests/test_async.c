@@ -907,6 +907,17 @@ static bool split_started(void *arg)
     return atomic_load(&split.started) >= *(int *)arg;
 }
 
+/* The first client: connected, and its handler holding its loop, so the
+ * clients connected next land on the other loop. */
+static int split_first_client(ss_server *s)
+{
+    int fd = client_connect(ss_server_address(s)), one = 1;
+
+    expect_true(wait_for(split_started, &one, WAIT_LIMIT),
+                "the first handler never started");
+    return fd;
+}
+
 /* How many of the first n handlers ran on the first one's thread. */
 static int on_first_loop(int n)
 {
@@ -944,20 +955,18 @@ static void test_broadcast_reaches_every_other_client_across_loops(void **state)
     ss_server *s = async_server(ss_tcp_server_new, "127.0.0.1:0", &h, NULL,
                                 &ao);
     served sv;
-    int fd[N], i, j, one = 1, n = N;
+    int fd[N], i, j, n = N;
     char msg[64];
 
     (void)state;
     split_reset(N / 2);
     serve_in_thread(&sv, s, 0.05);
-    for (i = 0; i < N; i++) {
+    fd[0] = split_first_client(s);
+    for (i = 1; i < N; i++)
         fd[i] = client_connect(ss_server_address(s));
-        if (i == 0)     /* accepted, and holding its loop */
-            expect_true(wait_for(split_started, &one, WAIT_LIMIT),
-                        "the first handler never started");
-    }
     expect_true(wait_for(split_started, &n, WAIT_LIMIT), "%d of %d handlers "
                 "started", atomic_load(&split.started), N);
+    assert_int_equal(ss_server_active_handlers(s), N);
     expect_true(on_first_loop(N) <= N / 2, "%d of %d clients on one loop",
                 on_first_loop(N), N);
     for (i = 0; i < N; i++) {
@@ -1039,21 +1048,18 @@ static void test_broadcast_storm_across_loops(void **state)
     ss_async_options ao = {.loops = 2};
     ss_server *s = async_server(ss_tcp_server_new, "127.0.0.1:0", &h, NULL,
                                 &ao);
-    int rx[STORM_RECEIVERS], tx, i, one = 1;
-    char want[64], *got = malloc(2 * K + 1);
+    int rx[STORM_RECEIVERS], tx, i;
+    char want[64], got[2 * K + 1];
     served sv;
 
     (void)state;
-    assert_non_null(got);
     split_reset(STORM_RECEIVERS);
     serve_in_thread(&sv, s, 0.05);
-    tx = client_connect(ss_server_address(s));
+    tx = split_first_client(s);
     /* K cross-loop round trips: each can wait a scheduler tick on a busy
      * machine, so "reached" gets ten hang guards, not one */
     assert_int_equal(setsockopt(tx, SOL_SOCKET, SO_RCVTIMEO, &storm_guard,
                                 sizeof storm_guard), 0);
-    expect_true(wait_for(split_started, &one, WAIT_LIMIT),
-                "the sender's handler never started");
     for (i = 0; i < STORM_RECEIVERS; i++)
         rx[i] = client_connect(ss_server_address(s));
     snprintf(want, sizeof want, "storm %d\n", K);
@@ -1072,7 +1078,6 @@ static void test_broadcast_storm_across_loops(void **state)
     for (i = 0; i < STORM_RECEIVERS; i++)
         close(rx[i]);
     close(tx);
-    free(got);
     stop_serving(&sv);
     ss_server_free(s);
 }
