@@ -401,7 +401,10 @@ SS_EXTERN ss_server *ss_forking_unix_datagram_server_new(const char *address,
  *   young, and a line on stderr), and on shutdown stops them all before
  *   it returns: SIGTERM, then SIGKILL a quarter second after close_timeout
  *   (a worker's own drain ends its requests at close_timeout). A worker
- *   that gets SIGTERM finishes its requests, closes and exits 0. */
+ *   that gets SIGTERM finishes its requests, closes and exits 0. So does
+ *   a worker whose supervisor dies without stopping it (killed, crashed;
+ *   on Linux, where the kernel sends the worker SIGTERM then): no orphan
+ *   goes on serving the port unsupervised. */
 SS_EXTERN int ss_server_use_threading(ss_server *server);
 SS_EXTERN int ss_server_use_forking(ss_server *server);
 SS_EXTERN int ss_server_use_thread_pool(ss_server *server, unsigned workers,

@@ -91,6 +91,10 @@ void ss__close(int fd);
 /* A descriptor that polls readable when `pid` exits (pidfd), or -errno
  * (-ENOSYS on kernels without pidfd_open). */
 int ss__pidfd_open(pid_t pid);
+/* In a child: be sent `sig` when the parent thread that forked it exits
+ * (Linux's PR_SET_PDEATHSIG; elsewhere nothing is sent). True when the
+ * parent, whose pid was `parent` before the fork, is already gone. */
+bool ss__die_with_parent(pid_t parent, int sig);
 /* Zeroed memory that a forked child sees as zeros again (*wiped true): fork
  * neither copies it nor write-protects the parent's pages, so the parent's
  * writes there after a fork cost no copy-on-write fault. Where the kernel

@@ -44,10 +44,11 @@ static prefork *state(const ss_server *s)
 /* ---- in the worker ------------------------------------------------------ */
 
 /* Make the inherited copy of the server this process's own. */
-static int become_worker(ss_server *s, unsigned index)
+static int become_worker(ss_server *s, unsigned index, pid_t supervisor)
 {
     prefork *p = state(s);
     unsigned i;
+    int err;
 
     ss__stats_worker(s, index);
     for (i = 0; i < p->count; i++)
@@ -70,12 +71,20 @@ static int become_worker(ss_server *s, unsigned index)
      * close_timeout after asking it to stop. */
     ss__server_drop_layer(s);
     s->drain_all = true;
-    return ss__signals_in_worker(s);
+    if ((err = ss__signals_in_worker(s)) < 0)
+        return err;
+    /* A supervisor that dies (killed, crashed) stops its workers as its
+     * shutdown would: SIGTERM, so no orphan goes on serving the port
+     * unsupervised. One already dead: the worker stops at once. */
+    if (ss__die_with_parent(supervisor, SIGTERM))
+        ss_server_request_shutdown(s);
+    return 0;
 }
 
-static void worker_main(ss_server *s, unsigned index, double poll_interval)
+static void worker_main(ss_server *s, unsigned index, double poll_interval,
+                        pid_t supervisor)
 {
-    int err = become_worker(s, index);
+    int err = become_worker(s, index, supervisor);
 
     if (err == 0)
         err = ss__model_serve(s, poll_interval);
@@ -91,6 +100,7 @@ static void worker_main(ss_server *s, unsigned index, double poll_interval)
 static int start_worker(ss_server *s, unsigned i, double poll_interval)
 {
     worker *w = &state(s)->w[i];
+    pid_t supervisor = getpid();
     pid_t pid = fork();
 
     if (pid < 0) {
@@ -100,7 +110,7 @@ static int start_worker(ss_server *s, unsigned i, double poll_interval)
         return -errno;
     }
     if (pid == 0)
-        worker_main(s, i, poll_interval);
+        worker_main(s, i, poll_interval, supervisor);
     w->pid = pid;
     w->pidfd = ss__pidfd_open(pid);
     if (w->pidfd < 0)

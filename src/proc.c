@@ -9,6 +9,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 int ss__pidfd_open(pid_t pid)
 {
@@ -23,6 +26,18 @@ int ss__pidfd_open(pid_t pid)
     (void)pid;
     return -ENOSYS;
 #endif
+}
+
+bool ss__die_with_parent(pid_t parent, int sig)
+{
+#ifdef __linux__
+    (void)prctl(PR_SET_PDEATHSIG, sig);
+#else
+    (void)sig;
+#endif
+    /* A parent that died before the prctl sent nothing: the child was
+     * reparented already. */
+    return getppid() != parent;
 }
 
 /* MADV_WIPEONFORK (Linux 4.14): fork does not share the range with the

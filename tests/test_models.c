@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1734,6 +1735,128 @@ static void test_sigint_stops_a_forking_server_gracefully(void **state)
     check_signal_stops(FORKING, SIGINT);
 }
 
+/* ---- a prefork supervisor that dies ------------------------------------- */
+
+/* In a child process: a prefork server, serving until it is killed. */
+static void supervisor_child(int ready_fd)
+{
+    ss_server_options o = {.close_timeout = 0.5};
+    ss_server *s = new_server(PREFORK, pid_handle, &o);
+    char text[SS_ADDRESS_STRLEN + 1];
+
+    ss_address_format(ss_server_address(s), text, sizeof text - 1);
+    strcat(text, "\n");
+    if (write(ready_fd, text, strlen(text)) < 0)
+        _exit(3);
+    (void)ss_serve_forever(s, 0.05);
+    _exit(4);   /* not reached: the test kills this process */
+}
+
+/* The live children of process `pid`'s main thread: up to max to out. */
+static int children_of(pid_t pid, pid_t *out, int max)
+{
+    char path[64];
+    FILE *f;
+    int n = 0, child;
+
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid,
+             (int)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    while (n < max && fscanf(f, "%d", &child) == 1)
+        out[n++] = child;
+    fclose(f);
+    return n;
+}
+
+typedef struct supervised {
+    pid_t supervisor;
+    pid_t workers[8];
+    int   n;
+} supervised;
+
+static bool workers_up(void *arg)
+{
+    supervised *sv = arg;
+
+    sv->n = children_of(sv->supervisor, sv->workers, 8);
+    return sv->n == 2;     /* use_model: prefork of 2 */
+}
+
+/* A supervisor killed outright (SIGKILL: it can stop nobody) takes its
+ * workers with it: each gets SIGTERM from the kernel, ends its idle
+ * client at close_timeout and exits 0, and the port is closed. Without
+ * that they would serve on unsupervised for ever. The test is their
+ * subreaper, so the orphans come to it and are reaped. */
+static void test_prefork_workers_stop_when_the_supervisor_dies(void **state)
+{
+    supervised sv = {0};
+    int p[2], status, fd, i, exited = 0;
+    char text[SS_ADDRESS_STRLEN + 1] = "", line[32];
+    ss_address a;
+    ssize_t got;
+    pid_t rc;
+    double end;
+
+    (void)state;
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    assert_int_equal(pipe(p), 0);
+    sv.supervisor = fork();
+    assert_true(sv.supervisor >= 0);
+    if (sv.supervisor == 0) {
+        close(p[0]);
+        supervisor_child(p[1]);
+    }
+    close(p[1]);
+    assert_true(read(p[0], text, sizeof text - 1) > 0);
+    close(p[0]);
+    *strchr(text, '\n') = '\0';
+    assert_int_equal(ss_address_parse(&a, text), 0);
+    expect_true(wait_for(workers_up, &sv, WAIT_LIMIT),
+                "%d workers of 2", sv.n);
+
+    /* A client in a worker's hands, idle, when the supervisor dies. */
+    fd = client_connect(&a);
+    assert_int_equal(send_all_fd(fd, "pid\n", 4), 0);
+    assert_true(recv_line(fd, line, sizeof line) > 0);
+    assert_true(known(sv.workers, sv.n, (pid_t)atoi(line)));
+
+    kill(sv.supervisor, SIGKILL);
+    assert_int_equal(waitpid(sv.supervisor, &status, 0), sv.supervisor);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    for (end = now() + WAIT_LIMIT; exited < sv.n && now() < end;) {
+        for (i = 0; i < sv.n; i++) {
+            if (sv.workers[i] == 0 ||
+                (rc = waitpid(sv.workers[i], &status, WNOHANG)) == 0)
+                continue;
+            expect_true(rc == sv.workers[i] && WIFEXITED(status) &&
+                        WEXITSTATUS(status) == 0,
+                        "worker %d: waitpid %d, status 0x%x",
+                        (int)sv.workers[i], (int)rc, status);
+            sv.workers[i] = 0;
+            exited++;
+        }
+        sleep_ms(5);
+    }
+    for (i = 0; i < sv.n; i++)      /* an orphan left serving: stop it */
+        if (sv.workers[i] != 0) {
+            kill(sv.workers[i], SIGKILL);
+            waitpid(sv.workers[i], &status, 0);
+        }
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    got = recv(fd, line, sizeof line, 0);
+    close(fd);
+    expect_true(exited == sv.n, "%d of %d workers still serving %.0f s "
+                "after their supervisor died", sv.n - exited, sv.n,
+                WAIT_LIMIT);
+    assert_int_equal(got, 0);   /* EOF: the worker closed it */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    expect_true(connect(fd, (const struct sockaddr *)&a.storage, a.len) < 0 &&
+                errno == ECONNREFUSED, "the port still takes connections");
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1787,6 +1910,7 @@ int main(void)
         TEST(test_sigint_stops_a_sync_server_gracefully),
         TEST(test_sigterm_stops_a_prefork_server_gracefully),
         TEST(test_sigint_stops_a_forking_server_gracefully),
+        TEST(test_prefork_workers_stop_when_the_supervisor_dies),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
