@@ -163,6 +163,16 @@ void example_models_tested_once(void)
     }
 }
 
+/* "name arg arg ...", cut short if long. */
+static void describe_command(char *out, size_t size, const char *name,
+                             const char *const *args)
+{
+    size_t len = (size_t)snprintf(out, size, "%s", name);
+
+    for (; *args && len < size; args++)
+        len += (size_t)snprintf(out + len, size - len, " %s", *args);
+}
+
 void example_start(example *e, const char *name, const char *const *args)
 {
     const char *argv[32];
@@ -185,6 +195,7 @@ void example_start(example *e, const char *name, const char *const *args)
     while (args && *args && i < 31)
         argv[i++] = *args++;
     argv[i] = NULL;
+    describe_command(e->command, sizeof e->command, name, argv + 1);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, fd, 1);
@@ -235,10 +246,10 @@ char *example_stop(example *e, int sig)
     track(e, false);
     log = example_log(e);
     unlink(e->log_path);
-    expect_true(rc == e->pid, "the example did not stop within %.0f s of "
-                "signal %d; its log:\n%s", WAIT_LIMIT, sig, log);
+    expect_true(rc == e->pid, "`%s` did not stop within %.0f s of signal "
+                "%d; its log:\n%s", e->command, WAIT_LIMIT, sig, log);
     expect_true(WIFEXITED(e->status) && WEXITSTATUS(e->status) == 0,
-                "the example ended with status 0x%x; its log:\n%s",
+                "`%s` ended with status 0x%x; its log:\n%s", e->command,
                 e->status, log);
     return log;
 }

@@ -13,6 +13,7 @@ typedef struct example {
     char  log_path[128];    /* the server's stdout and stderr */
     char  address[SS_ADDRESS_STRLEN];  /* from "listening on ADDRESS" */
     int   status;           /* wait status once stopped */
+    char  command[256];     /* its command line, for failure messages */
 } example;
 
 /* The path of an example program (built next to the tests). */
