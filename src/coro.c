@@ -9,6 +9,8 @@
  * per-stack state (the bounds of the stack in use, fake stacks for
  * use-after-return), ThreadSanitizer a per-fiber clock. ss__coro_switch
  * tells them, so the async tests run in the ASan and TSan builds too.
+ * ThreadSanitizer also needs the signals held across a switch (see
+ * tsan_hold_signals).
  *
  * Coroutines only ever switch between a loop's scheduler (a thread's own
  * stack) and one coroutine, never from coroutine to coroutine: each
@@ -25,6 +27,8 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if SS__TSAN
+#include <pthread.h>
+#include <signal.h>
 #include <sanitizer/tsan_interface.h>
 #endif
 
@@ -128,6 +132,38 @@ const char *ss__ctx_kind(void)
 
 /* ---- coroutines ------------------------------------------------------- */
 
+#if SS__TSAN
+/* ThreadSanitizer runs a signal handler at once only when the signal
+ * arrives inside an intercepted blocking call; otherwise it keeps the
+ * signal on the running fiber until that fiber's next intercepted call (or
+ * atomic operation). A signal that arrives in the last instructions before a
+ * coroutine parks would then wait for that coroutine to run again, which a
+ * handler parked on an idle client never does: SIGINT did not shut such a
+ * server down. So signals are blocked across every switch: blocking them is
+ * an intercepted call, which runs what the leaving fiber holds; unblocking
+ * them on the arriving fiber delivers, there, what came in between. The
+ * synchronous faults stay unblocked (a fault with them blocked kills the
+ * process). Only this build pays the two system calls per switch. */
+static void tsan_hold_signals(ss__coro *to)
+{
+    sigset_t async;
+
+    sigfillset(&async);
+    sigdelset(&async, SIGSEGV);
+    sigdelset(&async, SIGBUS);
+    sigdelset(&async, SIGFPE);
+    sigdelset(&async, SIGILL);
+    sigdelset(&async, SIGTRAP);
+    sigdelset(&async, SIGSYS);
+    pthread_sigmask(SIG_BLOCK, &async, &to->tsan_sigmask);
+}
+
+static void tsan_release_signals(const ss__coro *self)
+{
+    pthread_sigmask(SIG_SETMASK, &self->tsan_sigmask, NULL);
+}
+#endif
+
 void ss__coro_init_thread(ss__coro *co)
 {
     memset(co, 0, sizeof *co);
@@ -174,6 +210,8 @@ void ss__coro_started(ss__coro *co)
 #if SS__ASAN
     __sanitizer_finish_switch_fiber(NULL, &co->asan_caller_bottom,
                                     &co->asan_caller_size);
+#elif SS__TSAN
+    tsan_release_signals(co);
 #else
     (void)co;
 #endif
@@ -206,9 +244,13 @@ void ss__coro_switch(ss__coro *from, ss__coro *to)
     __sanitizer_start_switch_fiber(&from->asan_fake, bottom, size);
 #endif
 #if SS__TSAN
+    tsan_hold_signals(to);
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
     ss__ctx_switch(&from->ctx, &to->ctx);
+#if SS__TSAN
+    tsan_release_signals(from);     /* back in `from` */
+#endif
 #if SS__ASAN
     /* Back in `from`. A coroutine learns which thread stack resumed it. */
     if (from->stack)
@@ -232,6 +274,7 @@ void ss__coro_exit(ss__coro *from, ss__coro *to)
     __sanitizer_start_switch_fiber(NULL, bottom, size);
 #endif
 #if SS__TSAN
+    tsan_hold_signals(to);
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
     ss__ctx_switch(&from->ctx, &to->ctx);

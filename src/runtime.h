@@ -21,6 +21,7 @@
 
 #include "internal.h"
 
+#include <signal.h>
 #include <stdint.h>
 
 /* ---- sanitizers ----------------------------------------------------- */
@@ -81,6 +82,7 @@ typedef struct ss__coro {
 #endif
 #if SS__TSAN
     void       *tsan_fiber;
+    sigset_t    tsan_sigmask;   /* the signal mask to resume it with */
 #endif
 } ss__coro;
 

@@ -3,7 +3,8 @@
  * values the compiler keeps in callee-saved registers survive switches in
  * both directions, the floating-point control state belongs to each
  * context, a coroutine can use nearly all of its stack, and the guard page
- * below it faults. tests/cross/run builds this same file for AArch64 and
+ * below it faults, and a signal caught just before a switch is handled
+ * before the switch lands. tests/cross/run builds this same file for AArch64 and
  * runs it under qemu, with a stand-in for cmocka.
  */
 #ifdef SS_CROSS_TEST
@@ -22,6 +23,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,6 +164,52 @@ static void test_the_guard_page_faults(void **state)
     assert_true(WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS);
 }
 
+/* ---- signals ----------------------------------------------------------- */
+
+static volatile sig_atomic_t caught;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    caught = 1;
+}
+
+/* The coroutine sends itself SIGUSR1 with a bare system call (nothing a
+ * sanitizer intercepts) and switches away at once. */
+static void signal_then_switch(void *arg)
+{
+    (void)arg;
+    ss__coro_started(&co);
+    syscall(SYS_tgkill, (long)getpid(), (long)syscall(SYS_gettid),
+            (long)SIGUSR1);
+    ss__coro_switch(&co, &mainc);
+    ss__coro_exit(&co, &mainc);
+}
+
+/* A signal that arrives while a coroutine runs has run its handler by the
+ * time the switch away from it lands. The kernel does that by itself;
+ * ThreadSanitizer defers a signal that arrives outside an intercepted call
+ * to the running fiber's next such call, and that fiber may not run again
+ * (an async handler parked on an idle client: SIGINT never shut its
+ * server down). The switch hands it over. */
+static void test_a_signal_caught_before_a_switch_is_handled(void **state)
+{
+    struct sigaction sa, old;
+
+    (void)state;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    caught = 0;
+    make(signal_then_switch, NULL, 64 * 1024);
+    ss__coro_switch(&mainc, &co);
+    assert_int_equal(caught, 1);
+    ss__coro_switch(&mainc, &co);   /* it exits */
+    unmake();
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+}
+
 static void test_the_switch_is_the_expected_one(void **state)
 {
     const char *kind = ss__ctx_kind();
@@ -185,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_each_context_keeps_its_rounding_mode),
         cmocka_unit_test(test_a_coroutine_uses_most_of_its_stack),
         cmocka_unit_test(test_the_guard_page_faults),
+        cmocka_unit_test(test_a_signal_caught_before_a_switch_is_handled),
         cmocka_unit_test(test_the_switch_is_the_expected_one),
     };
 
