@@ -27,8 +27,6 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if SS__TSAN
-#include <pthread.h>
-#include <signal.h>
 #include <sanitizer/tsan_interface.h>
 #endif
 
