@@ -1521,6 +1521,38 @@ static void kill_children(void)
         kill(pids[i], SIGKILL);
 }
 
+/* SS_FAULTS_HANG=stop: a run that hung is frozen, not ended, so that a
+ * debugger can attach to the test and its children (their pids are
+ * printed). Otherwise the children are killed and the test exits 3. */
+static bool stop_on_hang;
+
+static void stop_children(void)
+{
+    static const char msg[] = "test_faults: stopped for a debugger: ";
+    pid_t pids[64];
+    int i, n = live_children(pids, 64);
+    char num[24];
+
+    (void)!write(saved_stdout, msg, sizeof msg - 1);
+    pids[n++] = getpid();
+    for (i = 0; i < n; i++) {
+        int len = 0;
+        unsigned long v = (unsigned long)pids[i];
+        char *e = num + sizeof num;
+
+        do {
+            *--e = (char)('0' + v % 10);
+            len++;
+        } while ((v /= 10) != 0);
+        if (pids[i] != getpid())
+            kill(pids[i], SIGSTOP);
+        (void)!write(saved_stdout, e, (size_t)len);
+        (void)!write(saved_stdout, " ", 1);
+    }
+    (void)!write(saved_stdout, "\n", 1);
+    raise(SIGSTOP);
+}
+
 static void on_alarm(int sig)
 {
     static const char msg[] = "\ntest_faults: a run hung (more than 120 s): ";
@@ -1529,6 +1561,8 @@ static void on_alarm(int sig)
     (void)!write(saved_stdout, msg, sizeof msg - 1);
     (void)!write(saved_stdout, run_name, strlen(run_name));
     (void)!write(saved_stdout, "\n", 1);
+    if (stop_on_hang)
+        stop_children();
     kill_children();
     _exit(3);
 }
@@ -2429,6 +2463,8 @@ int main(void)
     const char *v = getenv("SS_FAULTS_VERBOSE");
 
     verbose = v && *v && strcmp(v, "0") != 0;
+    v = getenv("SS_FAULTS_HANG");
+    stop_on_hang = v && strcmp(v, "stop") == 0;
     only = getenv("SS_FAULTS_SCENARIO");
     gate_init();
     main_pid = accounting_pid = getpid();
