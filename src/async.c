@@ -512,7 +512,7 @@ static int start_threads(async *a)
         if (al->threaded)
             continue;
         al->stop = false;
-        if ((rc = pthread_create(&al->thread, NULL, loop_main, al)) != 0)
+        if ((rc = ss__thread_create(&al->thread, NULL, loop_main, al)) != 0)
             return -rc;
         al->threaded = true;
     }

@@ -87,7 +87,7 @@ static int start_thread(ss__blocking *b)
 
     if (b->idle > b->queued || b->started == b->max)
         return b->started > 0 ? 0 : -EAGAIN;
-    rc = pthread_create(&b->threads[b->started], NULL, worker, b);
+    rc = ss__thread_create(&b->threads[b->started], NULL, worker, b);
     if (rc != 0)
         return b->started > 0 ? 0 : -rc;
     b->started++;

@@ -146,13 +146,7 @@ static void tsan_hold_signals(ss__coro *to)
 {
     sigset_t async;
 
-    sigfillset(&async);
-    sigdelset(&async, SIGSEGV);
-    sigdelset(&async, SIGBUS);
-    sigdelset(&async, SIGFPE);
-    sigdelset(&async, SIGILL);
-    sigdelset(&async, SIGTRAP);
-    sigdelset(&async, SIGSYS);
+    ss__async_signals(&async);
     pthread_sigmask(SIG_BLOCK, &async, &to->tsan_sigmask);
 }
 

@@ -182,6 +182,7 @@ static pid_t fork_request(ss_server *s, ss_request *r)
     if (carry)
         memcpy(copy, r, f->slot_size);
     if ((pid = fork()) == 0) {
+        ss__forked();
         if (carry)
             memcpy(r, copy, f->slot_size);
         run_child(s, r);

@@ -29,9 +29,33 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
+
+/* ---- sanitizers ----------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SS__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SS__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SS__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SS__TSAN 1
+#endif
+#endif
+#ifndef SS__ASAN
+#define SS__ASAN 0
+#endif
+#ifndef SS__TSAN
+#define SS__TSAN 0
+#endif
 
 /* ---- errors (error.c) -------------------------------------------------- */
 
@@ -86,7 +110,7 @@ int ss__accept(int listen_fd, ss_address *peer, bool nonblock);
 /* close(2) that keeps errno. */
 void ss__close(int fd);
 
-/* ---- child processes (proc.c) ------------------------------------------- */
+/* ---- child processes and the library's threads (proc.c) ----------------- */
 
 /* A descriptor that polls readable when `pid` exits (pidfd), or -errno
  * (-ENOSYS on kernels without pidfd_open). */
@@ -101,6 +125,23 @@ bool ss__die_with_parent(pid_t parent, int sig);
  * cannot do that, ordinary memory (*wiped false). NULL on ENOMEM. */
 void *ss__map_parent_only(size_t size, bool *wiped);
 void  ss__unmap_parent_only(void *p, size_t size);
+/* pthread_create for the library's own threads (pool workers, handler
+ * threads, loops, blocking-call workers). In the ThreadSanitizer build, in
+ * a child the library forked (ss__forked), they start with the
+ * asynchronous signals blocked; see proc.c. Elsewhere it is pthread_create
+ * itself. */
+#if SS__TSAN
+/* The asynchronous signals: all but the faults a thread's own instruction
+ * raises (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), which kill the
+ * process if they arrive blocked. */
+void ss__async_signals(sigset_t *set);
+void ss__forked(void);
+int ss__thread_create(pthread_t *thread, const pthread_attr_t *attr,
+                      void *(*fn)(void *), void *arg);
+#else
+static inline void ss__forked(void) {}
+#define ss__thread_create pthread_create
+#endif
 
 /* ---- scheduling (sched.c) ---------------------------------------------- */
 

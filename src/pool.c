@@ -169,7 +169,8 @@ static int start_workers(ss_server *s, pool *p)
 
         w->server = s;
         w->unbatch = p->batched;
-        if ((rc = pthread_create(&w->thread, &p->attr, worker_main, w)) != 0)
+        rc = ss__thread_create(&w->thread, &p->attr, worker_main, w);
+        if (rc != 0)
             break;
         p->started++;
     }

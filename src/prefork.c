@@ -50,6 +50,7 @@ static int become_worker(ss_server *s, unsigned index, pid_t supervisor)
     unsigned i;
     int err;
 
+    ss__forked();
     ss__stats_worker(s, index);
     for (i = 0; i < p->count; i++)
         if (p->w[i].pidfd >= 0)

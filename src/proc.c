@@ -2,7 +2,7 @@
  * Child process helpers: a pollable descriptor per child (pidfd), so the
  * forking and prefork models can wait for their own children without
  * waitpid(-1), which would steal the exit status of a child the
- * application forked itself.
+ * application forked itself. And how the library starts its own threads.
  */
 #include "internal.h"
 
@@ -62,3 +62,49 @@ void ss__unmap_parent_only(void *p, size_t size)
     if (p)
         (void)munmap(p, size);
 }
+
+#if SS__TSAN
+void ss__async_signals(sigset_t *set)
+{
+    sigfillset(set);
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGBUS);
+    sigdelset(set, SIGFPE);
+    sigdelset(set, SIGILL);
+    sigdelset(set, SIGTRAP);
+    sigdelset(set, SIGSYS);
+}
+
+/* ThreadSanitizer runs a child of a multithreaded fork with interception
+ * off in every thread, the ones started after the fork included. A signal
+ * such a thread catches is kept on that thread until its next atomic
+ * operation, and a pool worker asleep on its semaphore has none: the
+ * SIGTERM with which a prefork supervisor stops its worker was lost when
+ * the kernel gave it to a sleeping pool thread (it does whenever the
+ * serving thread blocks signals for a moment, as pthread_create does), and
+ * the supervisor waited for ever. So in a child the library forked, its
+ * threads start with the asynchronous signals blocked, and the serving
+ * thread, which never sleeps past its poll interval, takes them all. Only
+ * this build: elsewhere any thread runs the handler at once. */
+static bool forked_child;
+
+void ss__forked(void)
+{
+    forked_child = true;
+}
+
+int ss__thread_create(pthread_t *thread, const pthread_attr_t *attr,
+                      void *(*fn)(void *), void *arg)
+{
+    sigset_t async, old;
+    int rc;
+
+    if (!forked_child)
+        return pthread_create(thread, attr, fn, arg);
+    ss__async_signals(&async);
+    pthread_sigmask(SIG_BLOCK, &async, &old);
+    rc = pthread_create(thread, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+#endif

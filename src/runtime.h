@@ -24,29 +24,6 @@
 #include <signal.h>
 #include <stdint.h>
 
-/* ---- sanitizers ----------------------------------------------------- */
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SS__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SS__ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define SS__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SS__TSAN 1
-#endif
-#endif
-#ifndef SS__ASAN
-#define SS__ASAN 0
-#endif
-#ifndef SS__TSAN
-#define SS__TSAN 0
-#endif
-
 /* ---- contexts and coroutines (coro.c, switch_*.S) -------------------- */
 
 #if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SS_FORCE_UCONTEXT)

@@ -82,7 +82,7 @@ static int threading_process_request(ss_server *s, ss_request *r,
     pthread_mutex_lock(&t->lock);
     t->live++;
     pthread_mutex_unlock(&t->lock);
-    if ((rc = pthread_create(&h->tid, &t->attr, handler_main, h)) != 0) {
+    if ((rc = ss__thread_create(&h->tid, &t->attr, handler_main, h)) != 0) {
         pthread_mutex_lock(&t->lock);
         t->live--;
         pthread_mutex_unlock(&t->lock);

@@ -1857,6 +1857,152 @@ static void test_prefork_workers_stop_when_the_supervisor_dies(void **state)
     close(fd);
 }
 
+/* ---- a signal that another thread of a worker catches ------------------- */
+
+/* A prefork worker stops on a SIGTERM that one of its pool threads catches:
+ * the kernel hands a process's signal to any thread that does not block
+ * it, and the serving thread blocks signals now and then (pthread_create
+ * does, for one). Here the serving thread of the first worker to serve a
+ * request sends its process SIGTERM while it blocks SIGTERM itself, waits
+ * until another thread has taken it (or for a second, if none does), and
+ * unblocks it. The worker must then end as its stop does, exit status 0,
+ * and be replaced. ThreadSanitizer lost such a signal in a pool thread of
+ * a worker forked from a multithreaded process: the worker served on, and
+ * the supervisor's stop waited for it for ever. */
+typedef struct self_signal {
+    pid_t      test;        /* the test's process: the supervisor */
+    atomic_int sent;        /* shared with the workers: sent once in all */
+} self_signal;
+
+static self_signal *selfsig;
+static _Atomic double worker_served_at;     /* each worker's own copy */
+static atomic_int  worker_exits_0;          /* the supervisor's log lines */
+
+/* One line, one answer: not to the end of the stream, which a worker
+ * forked while the test's client was connected would never see (it holds
+ * the client's end too). */
+static int pid_then_mark(ss_request *r, const ss_address *c, ss_server *s)
+{
+    char line[64];
+    double none = 0;
+    int rc = 0;
+
+    (void)c, (void)s;
+    if (ss_readline(r, line, sizeof line) > 0 &&
+        ss_printf(r, "%d\n", (int)getpid()) < 0)
+        rc = -EIO;
+    atomic_compare_exchange_strong(&worker_served_at, &none, now());
+    return rc;
+}
+
+static void sigterm_while_blocked_here(ss_server *s)
+{
+    sigset_t term, old, pending;
+    int expected = 0;
+    double end;
+
+    ss_server_base_ops(s)->service_actions(s);
+    /* (a moment after the request, so that the pool threads are back
+     * asleep, where a signal they catch would wait longest) */
+    if (getpid() == selfsig->test || atomic_load(&worker_served_at) == 0 ||
+        now() < atomic_load(&worker_served_at) + 0.2 ||
+        !atomic_compare_exchange_strong(&selfsig->sent, &expected, 1))
+        return;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, &old);
+    kill(getpid(), SIGTERM);
+    for (end = now() + 1.0; now() < end; sleep_ms(1))
+        if (sigpending(&pending) == 0 && !sigismember(&pending, SIGTERM))
+            break;      /* another thread took it */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static char last_log[256];
+
+static void count_exits(void *data, const char *line)
+{
+    (void)data;
+    snprintf(last_log, sizeof last_log, "%s", line);
+    if (strstr(line, "exited with status 0"))
+        atomic_fetch_add(&worker_exits_0, 1);
+}
+
+typedef struct replaced {
+    pid_t first;            /* the worker that sent itself the signal */
+    served sv;
+} replaced;
+
+/* A worker other than the first answers, and the first's exit (status 0)
+ * was logged. */
+static bool signal_sent(void *arg)
+{
+    (void)arg;
+    return atomic_load(&selfsig->sent) == 1;
+}
+
+static bool another_worker_answers(void *arg)
+{
+    replaced *t = arg;
+    char line[32] = "";
+    int fd = client_connect(ss_server_address(t->sv.server));
+    bool other = false;
+
+    if (fd >= 0 && send_all_fd(fd, "pid\n", 4) == 0 &&
+        recv_line(fd, line, sizeof line) > 0)
+        other = (pid_t)atoi(line) != t->first;
+    if (fd >= 0)
+        close(fd);
+    return other && atomic_load(&worker_exits_0) > 0;
+}
+
+static void test_prefork_worker_stops_on_a_signal_a_pool_thread_catches(
+    void **state)
+{
+    static const ss_server_ops hooks = {
+        .service_actions = sigterm_while_blocked_here};
+    /* (close_timeout: a worker forked while a client of the test was
+     * connected holds that client's end too, so its handler would never
+     * see the end of the stream) */
+    ss_server_options o = {.log = count_exits, .close_timeout = 0.5};
+    ss_handler h = {.handle = pid_then_mark};
+    replaced t = {0};
+    char line[32];
+    ss_server *s;
+    int fd;
+
+    (void)state;
+    selfsig = mmap(NULL, sizeof *selfsig, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(selfsig != MAP_FAILED);
+    selfsig->test = getpid();
+    atomic_store(&selfsig->sent, 0);
+    atomic_store(&worker_exits_0, 0);
+    s = ss_tcp_server_new("127.0.0.1:0", &h, &o);
+    assert_non_null(s);
+    assert_int_equal(ss_server_use_thread_pool(s, 2, 4), 0);
+    assert_int_equal(ss_server_use_prefork(s, 1), 0);
+    assert_int_equal(ss_server_override(s, &hooks), 0);
+    serve_in_thread(&t.sv, s, 0.05);
+
+    fd = client_connect(ss_server_address(s));
+    assert_int_equal(send_all_fd(fd, "pid\n", 4), 0);
+    assert_true(recv_line(fd, line, sizeof line) > 0);
+    close(fd);
+    t.first = (pid_t)atoi(line);
+    /* no request meanwhile: the pool threads sleep when it is sent */
+    expect_true(wait_for(signal_sent, NULL, WAIT_LIMIT),
+                "the worker did not send itself the signal");
+    expect_true(wait_for(another_worker_answers, &t, WAIT_LIMIT),
+                "worker %d still serving %.0f s after a SIGTERM that another "
+                "of its threads caught (exits with status 0 logged: %d; "
+                "last line logged: %s)", (int)t.first, WAIT_LIMIT,
+                atomic_load(&worker_exits_0), last_log);
+    stop_serving(&t.sv);
+    ss_server_free(s);
+    munmap(selfsig, sizeof *selfsig);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1911,7 +2057,10 @@ int main(void)
         TEST(test_sigterm_stops_a_prefork_server_gracefully),
         TEST(test_sigint_stops_a_forking_server_gracefully),
         TEST(test_prefork_workers_stop_when_the_supervisor_dies),
+        TEST(test_prefork_worker_stops_on_a_signal_a_pool_thread_catches),
     };
 
+    if (getenv("SS_TEST"))      /* SS_TEST=pattern: only those tests */
+        cmocka_set_test_filter(getenv("SS_TEST"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
