@@ -28,7 +28,8 @@
  * that run (and AddressSanitizer checks the whole program at exit).
  *
  * SS_FAULTS_VERBOSE=1 lists every run; SS_FAULTS_SCENARIO=NAME runs the
- * scenarios whose name contains NAME.
+ * scenarios whose name contains NAME; SS_FAULTS_HANG=stop freezes a run
+ * that hung for a debugger (see on_alarm).
  */
 #include "helpers.h"
 
